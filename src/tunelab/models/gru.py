@@ -1,0 +1,98 @@
+"""GRU and LSTM classifiers (seed 004's GRU/LSTM/BiGRU and "deep GRU + LayerNorm")."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+from torch import Tensor, nn
+
+from tunelab.config import ModelConfig, shape
+from tunelab.data.base import DataMeta, Task
+from tunelab.models.base import AttentionPool, Pooling, length_mask, pool
+from tunelab.registry import MODELS
+
+__all__ = ["GRUConfig", "LSTMConfig", "RNNClassifier"]
+
+
+class GRUConfig(ModelConfig):
+    """Stacked GRU over the sequence, pooled to one vector, then a linear head."""
+
+    tasks: ClassVar[tuple[Task, ...]] = ("classification", "regression", "seq2seq")
+
+    name: Literal["gru"] = "gru"
+    hidden_dim: int = shape(128, "hidden units per direction", ge=1)
+    num_layers: int = shape(2, "stacked recurrent layers", ge=1)
+    bidirectional: bool = shape(False, "run a second layer backwards in time")
+    layer_norm: bool = shape(False, "LayerNorm after each recurrent layer")
+    pooling: Pooling = shape("last", "last valid step, masked mean, or attention")
+    dropout: float = Field(0.2, ge=0, lt=1, description="between layers and before the head")
+
+
+class LSTMConfig(GRUConfig):
+    """Stacked LSTM; same options as GRU."""
+
+    name: Literal["lstm"] = "lstm"  # type: ignore[assignment]
+
+
+class RNNClassifier(nn.Module):
+    """Recurrent encoder + pooling + head (a per-step head for seq2seq data).
+
+    Layers run one at a time (so LayerNorm and dropout can sit between them) over packed
+    sequences, so padding never enters the recurrence."""
+
+    def __init__(self, cell: type[nn.GRU] | type[nn.LSTM], cfg: GRUConfig, meta: DataMeta) -> None:
+        super().__init__()
+        dirs = 2 if cfg.bidirectional else 1
+        width = cfg.hidden_dim * dirs
+        self.layers = nn.ModuleList(
+            cell(meta.channels if i == 0 else width, cfg.hidden_dim, batch_first=True, bidirectional=cfg.bidirectional)
+            for i in range(cfg.num_layers)
+        )
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(width) if cfg.layer_norm else nn.Identity() for _ in range(cfg.num_layers)
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.pooling = cfg.pooling
+        self.attn = AttentionPool(width) if cfg.pooling == "attention" else None
+        self.bidirectional = cfg.bidirectional
+        self.seq2seq = meta.task == "seq2seq"  # one output per step instead of one per sequence
+        self.head = nn.Linear(width, meta.out_dim)
+
+    def encode(self, x: Tensor, lengths: Tensor) -> Tensor:
+        t = x.shape[1]
+        packed_lengths = lengths.cpu()
+        h = x
+        for i, (rnn, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
+            packed = nn.utils.rnn.pack_padded_sequence(h, packed_lengths, batch_first=True, enforce_sorted=False)
+            out, _ = rnn(packed)
+            h, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
+            h = norm(h)
+            if i < len(self.layers) - 1:
+                h = self.drop(h)
+        return h * length_mask(lengths, t).unsqueeze(-1).to(h.dtype)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        h = self.encode(x, lengths)
+        if self.seq2seq:
+            return self.head(self.drop(h)) * length_mask(lengths, h.shape[1]).unsqueeze(-1).to(h.dtype)
+        if self.pooling == "last" and self.bidirectional:
+            # forward direction ends at the last valid step, backward direction at step 0
+            half = h.shape[-1] // 2
+            fwd = pool("last", h[..., :half], lengths)
+            z = nn.functional.pad(fwd, (0, half)) + nn.functional.pad(h[:, 0, half:], (half, 0))
+        else:
+            z = pool(self.pooling, h, lengths, self.attn)
+        return self.head(self.drop(z))
+
+
+@MODELS.register("gru", config=GRUConfig)
+def build_gru(cfg: GRUConfig, meta: DataMeta) -> nn.Module:
+    """GRU encoder (optionally bidirectional, LayerNorm) with last/mean/attention pooling."""
+    return RNNClassifier(nn.GRU, cfg, meta)
+
+
+@MODELS.register("lstm", config=LSTMConfig)
+def build_lstm(cfg: LSTMConfig, meta: DataMeta) -> nn.Module:
+    """LSTM encoder (optionally bidirectional, LayerNorm) with last/mean/attention pooling."""
+    return RNNClassifier(nn.LSTM, cfg, meta)

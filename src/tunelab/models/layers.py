@@ -1,0 +1,118 @@
+"""Masked building blocks shared by the model families.
+
+Every block here keeps the padding contract: a padded step never changes a valid one.  Convs
+zero padded steps before they run and the caller re-zeroes after every layer, so a non-causal
+conv near the end of a sequence sees zeros whether or not extra padding follows it.  Attention
+masks padded keys and never produces NaN, even for a row with no valid step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "MaskedConv1d",
+    "MaskedMultiheadAttention",
+    "SinusoidalPosition",
+    "downsample_lengths",
+    "masked_downsample",
+    "zero_padding",
+]
+
+
+def zero_padding(h: Tensor, mask: Tensor) -> Tensor:
+    """``h [B, T, D]`` with padded steps (``mask`` False) set to exactly zero."""
+    return h * mask.unsqueeze(-1).to(h.dtype)
+
+
+class MaskedConv1d(nn.Module):
+    """Conv over time on ``[B, T, C]`` with 'same' (centred) or causal (left-only) padding.
+
+    Padded steps are zeroed before the conv, so the valid outputs equal those of the
+    unpadded sequence; the output itself is not re-masked (callers do that once per layer).
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, *, dilation: int = 1, causal: bool = False) -> None:
+        super().__init__()
+        total = (kernel_size - 1) * dilation
+        # causal: every output sees only the past; otherwise centred, the extra step (even k) on the right
+        self.pad = (total, 0) if causal else (total // 2, total - total // 2)
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation)
+
+    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
+        z = zero_padding(h, mask).transpose(1, 2)
+        return self.conv(F.pad(z, self.pad)).transpose(1, 2)
+
+
+def downsample_lengths(lengths: Tensor, factor: int) -> Tensor:
+    """Valid length after downsampling by ``factor`` (a window with any valid step is valid)."""
+    return torch.div(lengths + factor - 1, factor, rounding_mode="floor")
+
+
+def masked_downsample(h: Tensor, mask: Tensor, factor: int) -> Tensor:
+    """Average ``h [B, T, D]`` over windows of ``factor`` steps, counting valid steps only.
+
+    ``T`` is padded up to a multiple of ``factor``; the result has ``ceil(T / factor)`` steps.
+    """
+    b, t, d = h.shape
+    extra = (-t) % factor
+    m = mask.to(h.dtype).unsqueeze(-1)
+    hm = F.pad(h * m, (0, 0, 0, extra)).view(b, -1, factor, d).sum(2)
+    count = F.pad(m, (0, 0, 0, extra)).view(b, -1, factor, 1).sum(2)
+    return hm / count.clamp_min(1.0)
+
+
+class SinusoidalPosition(nn.Module):
+    """Fixed sine/cosine position codes (Vaswani et al.), computed for any length on the fly."""
+
+    freq: Tensor
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+        self.register_buffer("freq", freq, persistent=False)
+
+    def forward(self, t: int) -> Tensor:
+        pos = torch.arange(t, device=self.freq.device, dtype=torch.float32)[:, None] * self.freq[None, :]
+        pe = torch.zeros(t, self.dim, device=self.freq.device)
+        pe[:, 0::2] = torch.sin(pos)
+        pe[:, 1::2] = torch.cos(pos[:, : self.dim // 2])
+        return pe
+
+
+class MaskedMultiheadAttention(nn.Module):
+    """Multi-head attention of queries ``[B, Tq, D]`` over keys/values ``[B, Tk, D]``.
+
+    Padded keys (``key_mask`` False) get zero weight.  A row with no valid key would give
+    softmax over nothing (NaN), so such rows attend to key 0 instead: their output is finite
+    and, belonging to an empty sequence, masked downstream anyway.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, query: Tensor, key: Tensor, key_mask: Tensor) -> Tensor:
+        b, tq, d = query.shape
+        h = self.num_heads
+        q = self.q(query).view(b, tq, h, d // h).transpose(1, 2)
+        k, v = self.kv(key).view(b, key.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
+        empty = ~key_mask.any(1, keepdim=True)
+        first = torch.zeros_like(key_mask)
+        first[:, 0] = True
+        allowed = key_mask | (empty & first)
+        attn = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(attn.transpose(1, 2).reshape(b, tq, d))
