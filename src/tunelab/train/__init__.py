@@ -1,0 +1,19 @@
+"""The training engine: ``fit`` a config, get the best weights and their metrics."""
+
+from __future__ import annotations
+
+from tunelab.train.callbacks import BaseCallback, Callback, Diverged, EpochReport, FitContext, StopTraining
+from tunelab.train.trainer import RunResult, evaluate, fit, predict
+
+__all__ = [
+    "BaseCallback",
+    "Callback",
+    "Diverged",
+    "EpochReport",
+    "FitContext",
+    "RunResult",
+    "StopTraining",
+    "evaluate",
+    "fit",
+    "predict",
+]

@@ -1,0 +1,83 @@
+"""The trainer's only extension mechanism: callbacks that observe epochs and may stop a run.
+
+The trainer knows nothing about Optuna or trackers.  Pruning is a callback that raises
+``optuna.TrialPruned``; a tracker is a callback that logs each report.  A callback stops a run
+cleanly by raising :class:`StopTraining` (the best weights so far are kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tunelab.config import ExperimentConfig
+    from tunelab.data.base import DataMeta
+
+__all__ = ["Callback", "Diverged", "EpochReport", "FitContext", "StopTraining"]
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end training now, keeping the best weights so far."""
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite (the tuner records the trial as pruned, 'diverged')."""
+
+    def __init__(self, epoch: int, what: str = "loss") -> None:
+        super().__init__(f"diverged at epoch {epoch}: {what} is not finite")
+        self.epoch = epoch
+
+
+@dataclass
+class EpochReport:
+    """What one epoch produced.  ``metrics`` keys: train_loss, val_loss, val_<metric> (acc, f1,
+    mse, mae, snr_db, ...), lr/<group> per parameter group, grad_norm (mean, before clipping),
+    clip_frac (share of clipped steps), seconds, and extra/<name> for a model's own scalars."""
+
+    epoch: int  # 1-based
+    metrics: dict[str, float]
+    improved: bool = False  # the monitored metric reached a new best this epoch
+    member: int = 0  # index inside a trial pack (0 for an ordinary run)
+
+
+@dataclass
+class FitContext:
+    """Read-only facts about the run, handed to every callback."""
+
+    config: ExperimentConfig
+    meta: DataMeta
+    model: nn.Module
+    n_params: int
+    run_dir: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Callback(Protocol):
+    """Observe a fit.  Every method is optional in spirit: subclass :class:`BaseCallback`."""
+
+    def on_fit_start(self, ctx: FitContext) -> None: ...
+
+    def on_epoch_end(self, ctx: FitContext, report: EpochReport) -> None: ...
+
+    def on_fit_end(self, ctx: FitContext, result: Any) -> None: ...
+
+
+class BaseCallback:
+    """No-op implementations of :class:`Callback`'s methods."""
+
+    def on_fit_start(self, ctx: FitContext) -> None:
+        return None
+
+    def on_epoch_end(self, ctx: FitContext, report: EpochReport) -> None:
+        return None
+
+    def on_fit_end(self, ctx: FitContext, result: Any) -> None:
+        return None
+
+
+__all__.append("BaseCallback")
