@@ -1,0 +1,1 @@
+"""The only writer of files into run and study directories; every write is atomic."""

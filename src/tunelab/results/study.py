@@ -1,0 +1,262 @@
+"""The study directory: the only writer of ``runs/<study>/`` (every file atomic).
+
+::
+
+    study.json          {"storage": url, "study_name": name, "storage_masked": bool}
+    study.yaml          the resolved StudyConfig that ran
+    best_params.json    the best trial's parameters plus the values earlier phases fixed
+    best_config.json    the best trial's complete ExperimentConfig
+    best_model.pt       a copy of the best trial's checkpoint (``tunelab evaluate runs/<study>``)
+    trials.csv          one row per trial
+    study_results.json  the whole history, machine-readable
+    pareto_front.json   several objectives only: the non-dominated trials
+    trials/<number>-<timestamp>/   each trial's config.json, metrics.jsonl, best_model.pt
+
+``study.json`` holds the real storage URL only when it has no password; otherwise the URL is
+stored masked (``user:***@``) and reopening the study needs ``--storage URL`` again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from tunelab.results.attrs import STUDY, TRIAL
+from tunelab.results.io import atomic_write, read_json, write_json, write_text
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+__all__ = ["StudyWriter", "best_trial", "read_study_json", "trial_reason", "trial_rows"]
+
+STUDY_JSON = "study.json"
+
+
+def read_study_json(study_dir: str | Path) -> dict[str, Any]:
+    """``{"storage", "study_name", "storage_masked"}`` of a study directory."""
+    return read_json(Path(study_dir) / STUDY_JSON)  # type: ignore[no-any-return]
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial; with several objectives, the Pareto-optimal trial that is best
+    on the first objective (the Pareto front itself is written to pareto_front.json)."""
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    if len(study.directions) == 1:
+        return study.best_trial
+    front = study.best_trials
+    sign = 1.0 if study.directions[0].name == "MAXIMIZE" else -1.0
+    return max(front, key=lambda t: sign * t.values[0]) if front else None
+
+
+def trial_reason(trial: FrozenTrial, retried_as: dict[int, int]) -> str:
+    """Why a trial was pruned or failed ('' for complete ones)."""
+    reason = trial.user_attrs.get(TRIAL.REASON, "")
+    if reason:
+        return str(reason)
+    state = trial.state.name
+    if state == "FAIL" and trial.number in retried_as:
+        return f"worker lost (no heartbeat); retried as trial {retried_as[trial.number]}"
+    if state == "FAIL":
+        return "failed (worker lost or interrupted)"
+    if state == "PRUNED":
+        return "pruned"
+    return ""
+
+
+def _retries(trials: Sequence[FrozenTrial]) -> dict[int, int]:
+    """failed trial number → the trial that retried it (from Optuna's retry callback)."""
+    out: dict[int, int] = {}
+    for t in trials:
+        failed = t.system_attrs.get("failed_trial")
+        history = t.system_attrs.get("retry_history") or ([failed] if failed is not None else [])
+        if history:
+            out[int(history[-1])] = t.number
+    return out
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def trial_rows(study: optuna.Study, objectives: Sequence[str]) -> list[dict[str, Any]]:
+    """One flat record per trial: what trials.csv holds (and the analysis can reuse)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = _retries(trials)
+    param_names: dict[str, None] = {}
+    metric_names: dict[str, None] = {}
+    for t in trials:
+        param_names.update(dict.fromkeys(t.params))
+        metric_names.update(dict.fromkeys(t.user_attrs.get(TRIAL.METRICS) or {}))
+    rows = []
+    for t in trials:
+        ua = t.user_attrs
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        if len(objectives) == 1:
+            row["value"] = _num(t.value) if t.values else None
+        else:
+            for i, name in enumerate(objectives):
+                row[f"value_{name}"] = _num(t.values[i]) if t.values else None
+        for p in param_names:
+            row[f"params_{p}"] = t.params.get(p)
+        row |= {
+            "model": ua.get(TRIAL.MODEL),
+            "epochs": ua.get(TRIAL.EPOCHS),
+            "best_epoch": ua.get(TRIAL.BEST_EPOCH),
+            "train_loss": _num(ua.get(TRIAL.TRAIN_LOSS)),
+            "val_loss": _num(ua.get(TRIAL.VAL_LOSS)),
+            "gap": _num(ua.get(TRIAL.GAP)),
+            "n_params": ua.get(TRIAL.N_PARAMS),
+            "seconds": ua.get(TRIAL.SECONDS)
+            if ua.get(TRIAL.SECONDS) is not None
+            else (t.duration.total_seconds() if t.duration else None),
+        }
+        metrics = ua.get(TRIAL.METRICS) or {}
+        for m in metric_names:
+            if m not in row:
+                row[m] = _num(metrics.get(m))
+        row["reason"] = trial_reason(t, retried)
+        row["run_dir"] = ua.get(TRIAL.RUN_DIR)
+        rows.append(row)
+    return rows
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    columns: dict[str, None] = {}
+    for r in rows:
+        columns.update(dict.fromkeys(r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns) or ["number"], extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _trial_record(t: FrozenTrial, retried: dict[int, int]) -> dict[str, Any]:
+    ua = {k: v for k, v in t.user_attrs.items() if k != TRIAL.CONFIG}
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "values": [_num(v) for v in t.values] if t.values else None,
+        "params": t.params,
+        "user_attrs": ua,
+        "reason": trial_reason(t, retried),
+        "intermediate_values": {str(k): _num(v) for k, v in sorted(t.intermediate_values.items())},
+        "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
+        "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
+    }
+
+
+class StudyWriter:
+    """Writes one study directory.  Safe to call :meth:`update` after every trial."""
+
+    def __init__(self, study_dir: str | Path) -> None:
+        self.dir = Path(study_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._best_copied: tuple[int, float] | None = None
+
+    # ----------------------------------------------------------------- start
+
+    def start(self, study_name: str, storage: str, masked_storage: str, study_config: dict[str, Any]) -> None:
+        """study.json and study.yaml (written first, so a running study can be inspected)."""
+        masked = masked_storage != storage
+        write_json(
+            self.dir / STUDY_JSON,
+            {"storage": masked_storage if masked else storage, "study_name": study_name, "storage_masked": masked},
+        )
+        write_text(self.dir / "study.yaml", yaml.safe_dump(study_config, sort_keys=False))
+
+    def trial_dir(self, number: int) -> Path:
+        """``trials/<number>-<timestamp>/`` for a new trial (created by the run writer)."""
+        return self.dir / "trials" / f"{number}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    @staticmethod
+    def write_traceback(trial_dir: str | Path, text: str) -> Path:
+        """A failed trial's traceback, beside its config."""
+        return write_text(Path(trial_dir) / "traceback.txt", text)
+
+    # ----------------------------------------------------------------- after trials
+
+    def update(self, study: optuna.Study, objectives: Sequence[str], *, final: bool = False) -> FrozenTrial | None:
+        """Rewrite trials.csv, study_results.json and the best_* files from the storage."""
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        retried = _retries(trials)
+        rows = trial_rows(study, objectives)
+        write_text(self.dir / "trials.csv", _csv(rows))
+        best = best_trial(study)
+        attrs = study.user_attrs
+        fixed = attrs.get(STUDY.FIXED_PARAMS) or {}
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        multi = len(study.directions) > 1
+        front = study.best_trials if multi and any(t.state == TrialState.COMPLETE for t in trials) else []
+        results = {
+            "study_name": study.study_name,
+            "objectives": list(objectives),
+            "directions": [d.name.lower() for d in study.directions],
+            "phase": attrs.get(STUDY.PHASE),
+            "fixed_params": fixed,
+            "finished": final,
+            "n_trials": len(trials),
+            "states": counts,
+            "best_trial": self._best_record(best, fixed),
+            "pareto_front": [_trial_record(t, retried) for t in front] if multi else None,
+            "trials": [_trial_record(t, retried) for t in trials],
+        }
+        write_json(self.dir / "study_results.json", results)
+        if multi:
+            write_json(
+                self.dir / "pareto_front.json",
+                [
+                    {"number": t.number, "values": dict(zip(objectives, t.values, strict=False)), "params": t.params}
+                    for t in front
+                ],
+            )
+        if best is not None:
+            write_json(self.dir / "best_params.json", {**fixed, **best.params})
+            if TRIAL.CONFIG in best.user_attrs:
+                write_json(self.dir / "best_config.json", best.user_attrs[TRIAL.CONFIG])
+            self._copy_best_model(best)
+        return best
+
+    @staticmethod
+    def _best_record(best: FrozenTrial | None, fixed: dict[str, Any]) -> dict[str, Any] | None:
+        if best is None:
+            return None
+        return {
+            "number": best.number,
+            "values": [_num(v) for v in best.values],
+            "params": {**fixed, **best.params},
+            "metrics": best.user_attrs.get(TRIAL.METRICS, {}),
+            "n_params": best.user_attrs.get(TRIAL.N_PARAMS),
+            "run_dir": best.user_attrs.get(TRIAL.RUN_DIR),
+        }
+
+    def _copy_best_model(self, best: FrozenTrial) -> None:
+        key = (best.number, float(best.values[0]))
+        run_dir = best.user_attrs.get(TRIAL.RUN_DIR)
+        if self._best_copied == key and (self.dir / "best_model.pt").is_file() or not run_dir:
+            return
+        src = self.dir / run_dir / "best_model.pt"
+        if not src.is_file():
+            return
+        with open(src, "rb") as fh:
+            atomic_write(self.dir / "best_model.pt", lambda out: shutil.copyfileobj(fh, out))
+        self._best_copied = key
