@@ -1,0 +1,353 @@
+"""Stacked layers: K independent copies of a layer, computed as one batched operation.
+
+Layout.  Every activation inside a packed model keeps the member dimension folded into the batch,
+member-major: ``[K * B, ...]`` where rows ``k * B ... (k + 1) * B - 1`` belong to member ``k``.
+Everything a model does per sample (masks, pooling, padding, attention over its own steps) then
+works unchanged; only layers with parameters need to know about members, and they reshape to
+``[K, B * ..., features]`` for one batched matmul, grouped convolution or per-member affine.
+
+Parameters keep the name and the layout of the ordinary layer they replace, with a leading K:
+``weight [K, out, in]`` for a linear layer.  So a packed model's ``state_dict()`` is the stack of
+its members' ordinary state dicts, key for key, and extracting member ``k`` is ``v[k]``.
+
+Value hyperparameters that live in layers (dropout rates) are K-vectors (buffers that are not
+saved), so members may differ in them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tunelab.models.layers import MaskedMultiheadAttention
+from tunelab.pack.recurrence import PLAIN, StepFunctions, gru_recurrence
+
+__all__ = [
+    "PackedAttention",
+    "PackedConv1d",
+    "PackedConvTranspose1d",
+    "PackedDropout",
+    "PackedLayer",
+    "PackedLayerNorm",
+    "PackedLinear",
+    "PackedRNN",
+    "gru_cell",
+    "gru_step",
+    "lstm_cell",
+    "lstm_step",
+]
+
+
+class PackedLayer(nn.Module):
+    """Base of the stacked layers: ``k`` members; parameters and buffers lead with K."""
+
+    k: int
+
+    def _stack_params(self, mods: Sequence[nn.Module]) -> None:
+        """Register each parameter of the ordinary layers, stacked, under its own name."""
+        self.k = len(mods)
+        for name, p in mods[0].named_parameters(recurse=False):
+            stacked = torch.stack([dict(m.named_parameters(recurse=False))[name].detach() for m in mods])
+            self.register_parameter(name, nn.Parameter(stacked.clone(), requires_grad=p.requires_grad))
+
+    def select_(self, idx: Tensor) -> None:
+        """Keep members ``idx`` only (compaction), in place: parameters stay the same objects."""
+        for p in self.parameters(recurse=False):
+            p.data = p.data[idx.to(p.device)].contiguous()
+        for name, b in self.named_buffers(recurse=False):
+            setattr(self, name, b[idx.to(b.device)].contiguous())
+        self.k = len(idx)
+
+    def _param(self, name: str) -> Tensor:
+        return self._parameters[name]  # type: ignore[return-value]
+
+    def _members(self, x: Tensor, features: int) -> Tensor:
+        """``[K * B, ..., F]`` → ``[K, B * ..., F]`` (a view when ``x`` is contiguous)."""
+        return x.reshape(self.k, -1, features)
+
+
+class PackedLinear(PackedLayer):
+    """K linear layers: one batched matmul ``[K, N, in] @ [K, in, out]``."""
+
+    def __init__(self, mods: Sequence[nn.Linear]) -> None:
+        super().__init__()
+        self.in_features, self.out_features = mods[0].in_features, mods[0].out_features
+        self._stack_params(mods)
+
+    def forward(self, x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        xk = self._members(x, self.in_features)
+        w = self._param("weight").transpose(1, 2)
+        bias = self._parameters.get("bias")
+        out = torch.baddbmm(bias.unsqueeze(1), xk, w) if bias is not None else torch.bmm(xk, w)
+        return out.reshape(*lead, self.out_features)
+
+
+class PackedLayerNorm(PackedLayer):
+    """LayerNorm over the last dimension, with a per-member affine."""
+
+    def __init__(self, mods: Sequence[nn.LayerNorm]) -> None:
+        super().__init__()
+        if len(mods[0].normalized_shape) != 1:
+            raise NotImplementedError("packed LayerNorm normalises the last dimension only")
+        self.dim, self.eps = mods[0].normalized_shape[0], mods[0].eps
+        self._stack_params(mods)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.layer_norm(x, (self.dim,), None, None, self.eps)
+        w = self._parameters.get("weight")
+        if w is None:
+            return y
+        yk = self._members(y, self.dim)
+        b = self._parameters.get("bias")
+        out = torch.addcmul(b.unsqueeze(1), yk, w.unsqueeze(1)) if b is not None else yk * w.unsqueeze(1)
+        return out.reshape(x.shape)
+
+
+def _rates(values: Sequence[float]) -> Tensor:
+    return torch.tensor([float(v) for v in values], dtype=torch.float32)
+
+
+class PackedDropout(PackedLayer):
+    """Dropout with a per-member rate: one uniform draw, compared with each member's rate."""
+
+    rates: Tensor
+
+    def __init__(self, rates: Sequence[float]) -> None:
+        super().__init__()
+        self.k = len(rates)
+        self.register_buffer("rates", _rates(rates), persistent=False)
+        self._active = any(r > 0 for r in rates)
+
+    def select_(self, idx: Tensor) -> None:
+        super().select_(idx)
+        self._active = bool((self.rates > 0).any())
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or not self._active:
+            return x
+        return member_dropout(x, self.rates, self.k)
+
+
+def member_dropout(x: Tensor, rates: Tensor, k: int) -> Tensor:
+    """Inverted dropout of ``x [K * B, ...]`` with member k's rate ``rates[k]``."""
+    p = rates.to(x.dtype).view(k, *([1] * x.dim()))
+    xk = x.reshape(k, x.shape[0] // k, *x.shape[1:])
+    keep = torch.rand_like(xk) >= p
+    scale = torch.where(p < 1, 1 / (1 - p).clamp_min(1e-12), torch.zeros_like(p))
+    return (xk * keep * scale).reshape(x.shape)
+
+
+class PackedConv1d(PackedLayer):
+    """K Conv1d layers as one grouped convolution (groups = K) over ``[B, K * C, T]``."""
+
+    def __init__(self, mods: Sequence[nn.Conv1d]) -> None:
+        super().__init__()
+        m = mods[0]
+        if m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str):
+            raise NotImplementedError("packed Conv1d supports groups=1, numeric zero padding")
+        self.c_in, self.c_out = m.in_channels, m.out_channels
+        self.stride, self.padding, self.dilation = m.stride, m.padding, m.dilation
+        self._stack_params(mods)
+
+    def forward(self, x: Tensor) -> Tensor:
+        kb, c, t = x.shape
+        b = kb // self.k
+        xg = x.reshape(self.k, b, c, t).transpose(0, 1).reshape(b, self.k * c, t)
+        w = self._param("weight").reshape(self.k * self.c_out, self.c_in, -1)
+        b_stack = self._parameters.get("bias")
+        bias = b_stack.reshape(-1) if b_stack is not None else None
+        y = F.conv1d(xg, w, bias, self.stride, self.padding, self.dilation, groups=self.k)
+        return y.reshape(b, self.k, self.c_out, -1).transpose(0, 1).reshape(kb, self.c_out, -1)
+
+
+class PackedConvTranspose1d(PackedLayer):
+    """K ConvTranspose1d layers as one grouped transposed convolution (groups = K)."""
+
+    def __init__(self, mods: Sequence[nn.ConvTranspose1d]) -> None:
+        super().__init__()
+        m = mods[0]
+        if m.groups != 1 or m.padding_mode != "zeros":
+            raise NotImplementedError("packed ConvTranspose1d supports groups=1, zero padding")
+        self.c_in, self.c_out = m.in_channels, m.out_channels
+        self.stride, self.padding, self.output_padding, self.dilation = (
+            m.stride,
+            m.padding,
+            m.output_padding,
+            m.dilation,
+        )
+        self._stack_params(mods)
+
+    def forward(self, x: Tensor) -> Tensor:
+        kb, c, t = x.shape
+        b = kb // self.k
+        xg = x.reshape(self.k, b, c, t).transpose(0, 1).reshape(b, self.k * c, t)
+        w = self._param("weight").reshape(self.k * self.c_in, self.c_out, -1)
+        b_stack = self._parameters.get("bias")
+        bias = b_stack.reshape(-1) if b_stack is not None else None
+        y = F.conv_transpose1d(xg, w, bias, self.stride, self.padding, self.output_padding, self.k, self.dilation)  # type: ignore[arg-type]
+        return y.reshape(b, self.k, self.c_out, -1).transpose(0, 1).reshape(kb, self.c_out, -1)
+
+
+# --------------------------------------------------------------------------- recurrent
+
+
+def gru_cell(gi: Tensor, gh: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """PyTorch's GRU step from input and hidden projections (biases included), gates r, z, n."""
+    i_r, i_z, i_n = gi.chunk(3, -1)
+    h_r, h_z, h_n = gh.chunk(3, -1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return n + z * (h - n), None
+
+
+def lstm_cell(gi: Tensor, gh: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """PyTorch's LSTM step, gates i, f, g, o."""
+    assert c is not None
+    i, f, g, o = (gi + gh).chunk(4, -1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+def gru_step(
+    gi: Tensor, gh: Tensor, h: Tensor, c: Tensor | None, valid: Tensor
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """One masked GRU step: (next state, None, output); the state holds where ``valid`` is False."""
+    h_new, _ = gru_cell(gi, gh, h, c)
+    return torch.where(valid, h_new, h), None, h_new * valid
+
+
+def lstm_step(
+    gi: Tensor, gh: Tensor, h: Tensor, c: Tensor | None, valid: Tensor
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """One masked LSTM step: (next h, next c, output)."""
+    assert c is not None
+    h_new, c_new = lstm_cell(gi, gh, h, c)
+    assert c_new is not None
+    return torch.where(valid, h_new, h), torch.where(valid, c_new, c), h_new * valid
+
+
+Step = Callable[[Tensor, Tensor, Tensor, "Tensor | None", Tensor], "tuple[Tensor, Tensor | None, Tensor]"]
+
+
+class PackedRNN(PackedLayer):
+    """K single-layer GRUs or LSTMs (either direction or both) over ``[K * B, T, D]``.
+
+    The input projection of every step is one batched matmul before the loop; the loop does the
+    hidden projection (one ``baddbmm`` for all members) and the gate arithmetic.  The projected
+    inputs are split over time with ``unbind`` — not sliced per step, which would make every
+    step's backward allocate a full-size zero gradient.  GRUs run the recurrence of
+    :mod:`tunelab.pack.recurrence` (hand-written backward, one weight-gradient matmul).  A member's state stops updating after
+    its sequence ends (mask by length), and outputs at padded steps are zero, as with packed
+    sequences.  Called with a ``PackedSequence`` (how the model families call ``nn.GRU``), it
+    unpacks, runs and packs again; called with a padded tensor it needs ``lengths``.
+    """
+
+    def __init__(self, mods: Sequence[nn.GRU | nn.LSTM]) -> None:
+        super().__init__()
+        m = mods[0]
+        if m.num_layers != 1 or not m.batch_first or getattr(m, "proj_size", False):
+            raise NotImplementedError("packed RNN layers are single-layer, batch_first, without projection")
+        if not m.bias:
+            raise NotImplementedError("packed RNN layers need biases")
+        self.mode = "lstm" if isinstance(m, nn.LSTM) else "gru"
+        self.hidden = m.hidden_size
+        self.input_size = m.input_size
+        self.dirs = 2 if m.bidirectional else 1
+        self._stack_params(mods)
+        self.step: Step = lstm_step if self.mode == "lstm" else gru_step  # torch.compile may replace it
+        self.gru_fns: StepFunctions = PLAIN  # per-step functions of the GRU recurrence (compilable)
+
+    def _dir_param(self, kind: str, d: int) -> Tensor:
+        return self._param(f"{kind}_l0{'_reverse' if d else ''}")
+
+    def forward(
+        self, x: Tensor | nn.utils.rnn.PackedSequence, hx: Any = None, *, lengths: Tensor | None = None
+    ) -> tuple[Any, None]:
+        if isinstance(x, nn.utils.rnn.PackedSequence):
+            padded, lens = nn.utils.rnn.pad_packed_sequence(x, batch_first=True)
+            out = self.run(padded, lens.to(padded.device))
+            return nn.utils.rnn.pack_padded_sequence(out, lens, batch_first=True, enforce_sorted=False), None
+        assert lengths is not None, "a padded input needs lengths"
+        return self.run(x, lengths), None
+
+    def run(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """Outputs ``[K * B, T, dirs * H]`` of padded input ``x [K * B, T, D]``."""
+        kb, t, d_in = x.shape
+        k, h_dim = self.k, self.hidden
+        b = kb // k
+        xk = x.reshape(k, b * t, d_in)
+        valid = (torch.arange(t, device=x.device)[None, :] < lengths[:, None]).view(k, b, t, 1)
+        steps_valid = valid.unbind(2)
+        outs = []
+        for d in range(self.dirs):
+            w_ih, w_hh = self._dir_param("weight_ih", d), self._dir_param("weight_hh", d)
+            b_ih, b_hh = self._dir_param("bias_ih", d), self._dir_param("bias_hh", d)
+            gi = torch.baddbmm(b_ih.unsqueeze(1), xk, w_ih.transpose(1, 2)).view(k, b, t, -1)
+            if self.mode == "gru":  # hand-written backward: one weight-gradient matmul for all steps
+                fns = self.gru_fns if torch.is_grad_enabled() else PLAIN  # compiled kernels for training shapes only
+                outs.append(gru_recurrence(gi, w_hh, b_hh, valid, d == 1, fns))
+                continue
+            gis = gi.unbind(2)  # one gradient buffer for all steps (see the class docstring)
+            w_hh_t = w_hh.transpose(1, 2)
+            bias_hh = b_hh.unsqueeze(1)
+            h = x.new_zeros(k, b, h_dim)
+            c = x.new_zeros(k, b, h_dim) if self.mode == "lstm" else None
+            out: list[Tensor] = [h] * t
+            step = self.step if torch.is_grad_enabled() else lstm_step
+            for s in range(t) if d == 0 else range(t - 1, -1, -1):
+                gh = torch.baddbmm(bias_hh, h, w_hh_t)
+                h, c, out[s] = step(gis[s], gh, h, c, steps_valid[s])
+            outs.append(torch.stack(out, 2))
+        y = outs[0] if self.dirs == 1 else torch.cat(outs, -1)
+        return y.reshape(kb, t, self.dirs * h_dim)
+
+
+# --------------------------------------------------------------------------- attention
+
+
+class PackedAttention(nn.Module):
+    """:class:`~tunelab.models.layers.MaskedMultiheadAttention` for K members.
+
+    Its projections are packed linears; the attention itself runs with members folded into the
+    batch (scaled-dot-product attention is per sample).  With per-member attention dropout in
+    training, the softmax is computed here so each member's weights drop at its own rate.
+    """
+
+    rates: Tensor
+
+    def __init__(self, mods: Sequence[MaskedMultiheadAttention], q: nn.Module, kv: nn.Module, out: nn.Module) -> None:
+        super().__init__()
+        self.k = len(mods)
+        self.num_heads = mods[0].num_heads
+        self.q, self.kv, self.out = q, kv, out
+        self.register_buffer("rates", _rates([m.dropout for m in mods]), persistent=False)
+        self._active = any(m.dropout > 0 for m in mods)
+
+    def select_(self, idx: Tensor) -> None:
+        self.rates = self.rates[idx.to(self.rates.device)]
+        self.k = len(idx)
+        self._active = bool((self.rates > 0).any())
+
+    def forward(self, query: Tensor, key: Tensor, key_mask: Tensor) -> Tensor:
+        b, tq, d = query.shape
+        h = self.num_heads
+        q = self.q(query).view(b, tq, h, d // h).transpose(1, 2)
+        k, v = self.kv(key).view(b, key.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
+        empty = ~key_mask.any(1, keepdim=True)
+        first = torch.zeros_like(key_mask)
+        first[:, 0] = True
+        allowed = (key_mask | (empty & first))[:, None, None, :]
+        if self.training and self._active:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(d // h)
+            weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+            attn = member_dropout(weights, self.rates, self.k) @ v
+        else:
+            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        return self.out(attn.transpose(1, 2).reshape(b, tq, d))  # type: ignore[no-any-return]

@@ -1,0 +1,339 @@
+"""Train a pack: K configs that share a pack key, one stacked computation, K results.
+
+:func:`fit_pack` is :func:`tunelab.train.fit` for a list of configs.  Each member gets its own
+initial weights (built from its own seed, exactly as its solo run would), its own value
+hyperparameters, early stopping, callbacks, history and :class:`~tunelab.train.RunResult`.
+What members share: the data, the batch order and the augmentation random stream — all taken
+from the **first** member's seed — and the dropout random stream.  So a member trained in a pack
+with dropout off equals its solo run when it has the first member's seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from tunelab.config import ExperimentConfig, pack_key, save_config
+from tunelab.data.base import DataMeta
+from tunelab.models import build_model, count_parameters
+from tunelab.pack.engine import PackEngine
+from tunelab.pack.model import NotPackable, pack_models
+from tunelab.train.callbacks import Callback, Diverged, EpochReport, FitContext, StopTraining
+from tunelab.train.device import resolve_device
+
+if TYPE_CHECKING:
+    from tunelab.train.trainer import RunResult
+
+__all__ = ["fit_pack", "pack_group_key", "packable"]
+
+log = logging.getLogger(__name__)
+
+#: Value fields that a family reads from its config inside ``forward`` (not through a layer), so
+#: members of one pack must agree on them.
+_SHARED_MODEL_VALUES: dict[str, tuple[str, ...]] = {"bilstm_enhanced": ("feature_dropout", "temporal_dropout")}
+
+
+def pack_group_key(cfg: ExperimentConfig) -> tuple[Any, ...]:
+    """Configs with equal keys can train together in one pack.
+
+    The pack key (family and shape parameters) plus what a pack shares: the data section (but
+    augmentation strengths, which may differ), device, steps per epoch, gradient accumulation,
+    mixed precision, SGD versus Adam/AdamW, early-stopping monitor, and value fields that the
+    family reads outside its layers.
+    """
+    data = cfg.data.model_dump(mode="json")
+    data.pop("augment")
+    tc = cfg.train
+    shared = tuple((name, getattr(cfg.model, name)) for name in _SHARED_MODEL_VALUES.get(cfg.model.name, ()))
+    return (
+        pack_key(cfg),
+        repr(sorted(data.items())),
+        cfg.device,
+        tc.steps_per_epoch,
+        tc.grad_accum,
+        tc.amp,
+        tc.optimizer == "sgd",
+        tc.early_stopping.monitor,
+        shared,
+    )
+
+
+def packable(cfg: ExperimentConfig, meta: DataMeta) -> bool:
+    """True when ``cfg``'s model has a stacked form (else it trains one at a time)."""
+    try:
+        model = build_model(cfg.model, meta)
+        pack_models([model, copy.deepcopy(model)])
+    except NotPackable:
+        return False
+    return True
+
+
+class _EarlyStopper:
+    def __init__(self, mode: str, patience: int | None, min_delta: float) -> None:
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.patience, self.min_delta = patience, min_delta
+        self.best = math.inf
+        self.bad = 0
+
+    def update(self, value: float) -> bool:
+        score = self.sign * value
+        if score < self.best - self.min_delta:
+            self.best, self.bad = score, 0
+            return True
+        self.bad += 1
+        return False
+
+    @property
+    def stop(self) -> bool:
+        return self.patience is not None and self.bad >= self.patience
+
+
+@dataclass
+class _Member:
+    index: int
+    cfg: ExperimentConfig
+    callbacks: Sequence[Callback]
+    ctx: FitContext
+    stopper: _EarlyStopper
+    writer: Any
+    history: list[EpochReport] = field(default_factory=list)
+    best_epoch: int = 0
+    best_state: dict[str, Tensor] | None = None
+    stop_reason: str | None = None
+    exception: BaseException | None = None
+    seconds: float = 0.0
+
+
+def fit_pack(
+    cfgs: Sequence[ExperimentConfig],
+    data: Any,
+    callbacks_per_member: Sequence[Sequence[Callback]] | None = None,
+    *,
+    run_dirs: Sequence[str | Path | None] | None = None,
+    compact_below: float = 0.5,
+    graphs: bool = True,
+    compile: bool = False,
+    tf32: bool = False,
+) -> list[RunResult]:
+    """Train K configs that share :func:`pack_group_key` as one pack; one ``RunResult`` each.
+
+    ``data`` is the prepared ``Splits`` (``tunelab.data.prepare(cfgs[0].data, cfgs[0].seed)``):
+    every member trains on it, in the batch order and augmentation stream of the first member's
+    seed.  ``callbacks_per_member[k]`` observe member k (its ``EpochReport`` carries ``member=k``)
+    and may stop it alone: ``StopTraining`` ends it like early stopping; any other exception
+    (an Optuna pruning callback's ``TrialPruned``) ends it with ``stop_reason`` "pruned" and the
+    exception in ``result.extra["exception"]`` for the caller to re-raise in that member's trial.
+    A member whose loss is not finite ends with "diverged" and a ``Diverged`` there.  Stopped
+    members are masked out; when fewer than ``compact_below`` of the pack's slots are still
+    training, the pack is compacted to the live members.  ``run_dirs[k]`` (optional) gets member
+    k's config, metrics.jsonl, best checkpoint and summary, as a solo run's directory.
+
+    Results come in the order of ``cfgs``; each one's ``model`` is an ordinary single model with
+    the member's best weights and ``metrics`` are computed exactly as ``fit`` computes them.
+    ``ctx.model`` in a callback is that single model, but it holds the initial weights until the
+    member finishes (the live weights are inside the pack).
+
+    On CUDA, ``graphs`` captures each training step in a CUDA graph (per length bucket),
+    ``compile`` fuses recurrent gate arithmetic with ``torch.compile``, and ``tf32`` allows TF32
+    matmuls (all three leave CPU runs untouched; see :class:`~tunelab.pack.engine.PackEngine`).
+    """
+    from tunelab.results.run import RunWriter
+    from tunelab.train.losses import build_loss
+    from tunelab.train.trainer import RunResult, _final_metrics, monitor_mode
+
+    if not cfgs:
+        return []
+    keys = {pack_group_key(c) for c in cfgs}
+    if len(keys) > 1:
+        raise ValueError(
+            "fit_pack: the configs do not share a pack group key (family, shapes, data, optimizer kind, ...); group them with pack_group_key"
+        )
+    k_total = len(cfgs)
+    callbacks_per_member = callbacks_per_member or [()] * k_total
+    run_dirs = run_dirs or [None] * k_total
+    if len(callbacks_per_member) != k_total or len(run_dirs) != k_total:
+        raise ValueError("fit_pack: one callbacks list and one run_dir per config")
+
+    t_start = time.perf_counter()
+    first = cfgs[0]
+    device = resolve_device(first.device)
+    train, val, test = (s.to(device) for s in (data.train, data.val, data.test))
+    meta = data.meta
+    engine = PackEngine(cfgs, meta, train, device, tf32=tf32, compile=compile, graphs=graphs)
+    n_params = count_parameters(engine.solo_models[0])
+
+    members: list[_Member] = []
+    for i, cfg in enumerate(cfgs):
+        es = cfg.train.early_stopping
+        run_dir = run_dirs[i]
+        writer = RunWriter(run_dir) if run_dir is not None else None
+        if writer:
+            writer.start(save_config(cfg))
+        solo = engine.solo_models[i].to(device)
+        ctx = FitContext(
+            config=cfg,
+            meta=meta,
+            model=solo,
+            n_params=n_params,
+            run_dir=Path(run_dir) if run_dir is not None else None,
+            info={"pack_member": i, "pack_size": k_total},
+        )
+        members.append(
+            _Member(
+                i,
+                cfg,
+                callbacks_per_member[i],
+                ctx,
+                _EarlyStopper(monitor_mode(es.monitor, es.mode), es.patience, es.min_delta),
+                writer,
+            )
+        )
+        for cb in callbacks_per_member[i]:
+            cb.on_fit_start(ctx)
+
+    slots = list(range(k_total))  # slot s of the pack holds member slots[s]
+    best = {n: v.detach().clone() for n, v in engine.model.body.state_dict().items()}
+    max_epochs = max(c.train.max_epochs for c in cfgs)
+    monitor = first.train.early_stopping.monitor
+    for epoch in range(1, max_epochs + 1):
+        t0 = time.perf_counter()
+        engine.train_epoch()
+        val_m = engine.evaluate(val)
+        names = list(val_m)
+        table = torch.stack(
+            [
+                engine.loss_sum / engine.steps_per_epoch,
+                engine.norm_sum / engine.steps_per_epoch,
+                engine.clipped / engine.steps_per_epoch,
+                *(val_m[n].float() for n in names),
+            ]
+        ).T.tolist()
+        lrs = engine.schedule.host_lrs(engine.step_count - 1)
+        seconds = time.perf_counter() - t0
+        improved_slots = []
+        for s, member_index in enumerate(slots):
+            m = members[member_index]
+            if m.stop_reason is not None:
+                continue
+            row = table[s]
+            metrics = {"train_loss": row[0]} | {f"val_{n}": v for n, v in zip(names, row[3:], strict=True)}
+            metrics |= {
+                "lr/body": lrs[s][0],
+                "lr/head": lrs[s][1],
+                "grad_norm": row[1],
+                "clip_frac": row[2],
+                "seconds": seconds,
+            }
+            if engine.model.head is None:
+                metrics.pop("lr/head")
+            if not math.isfinite(metrics["train_loss"]) or not math.isfinite(metrics.get("val_loss", 0.0)):
+                what = "train loss" if not math.isfinite(metrics["train_loss"]) else "validation loss"
+                m.stop_reason, m.exception = "diverged", Diverged(epoch, what)
+                continue
+            if monitor not in metrics:
+                from tunelab.errors import UserError
+
+                raise UserError(
+                    f"train.early_stopping.monitor: '{monitor}' is not a metric of this run; use one of {', '.join(k for k in metrics if k.startswith(('val_', 'train_')))}"
+                )
+            engine.schedule.on_epoch_end(s, metrics["val_loss"])
+            improved = m.stopper.update(metrics[monitor])
+            if improved:
+                m.best_epoch = epoch
+                improved_slots.append(s)
+            report = EpochReport(epoch=epoch, metrics=metrics, improved=improved, member=member_index)
+            m.history.append(report)
+            if m.writer:
+                m.writer.epoch({"epoch": epoch, **metrics})
+            try:
+                for cb in m.callbacks:
+                    cb.on_epoch_end(m.ctx, report)
+            except StopTraining as exc:
+                m.stop_reason = str(exc) or "stopped by callback"
+            except Exception as exc:  # noqa: BLE001  (a pruned member stops alone; the caller re-raises it)
+                m.stop_reason, m.exception = (
+                    ("pruned" if type(exc).__name__ == "TrialPruned" else f"error: {type(exc).__name__}"),
+                    exc,
+                )
+            if m.stop_reason is None and m.stopper.stop:
+                m.stop_reason = "early_stopping"
+            if m.stop_reason is None and epoch >= m.cfg.train.max_epochs:
+                m.stop_reason = "max_epochs"
+        if improved_slots:
+            idx = torch.tensor(improved_slots, device=device)
+            for n, v in engine.model.body.state_dict().items():
+                best[n].index_copy_(0, idx, v.detach()[idx])
+        stopped = []
+        for s, member_index in enumerate(slots):
+            m = members[member_index]
+            if m.stop_reason is not None and bool(engine.live[s]):
+                m.best_state = {n: v[s].clone() for n, v in best.items()}
+                m.seconds = time.perf_counter() - t_start
+                stopped.append(s)
+        if stopped:
+            engine.live[torch.tensor(stopped, device=device)] = False
+        live = [s for s in range(len(slots)) if members[slots[s]].stop_reason is None]
+        if not live:
+            break
+        if len(live) < compact_below * len(slots):
+            engine.select_(live)
+            slots = [slots[s] for s in live]
+            idx = torch.tensor(live, device=device)
+            best = {n: v[idx].contiguous() for n, v in best.items()}
+            log.debug("pack compacted to %d members", len(slots))
+
+    results = []
+    for m in members:
+        model = m.ctx.model
+        if m.best_state is not None:
+            model.load_state_dict(m.best_state)
+        extra: dict[str, Any] = {"pack_member": m.index, "pack_size": k_total}
+        if m.exception is not None:
+            extra["exception"] = m.exception
+            metrics = dict(m.history[m.best_epoch - 1].metrics) if m.best_epoch else {}
+            results.append(
+                RunResult(
+                    config=m.cfg,
+                    model=model,
+                    history=m.history,
+                    best_epoch=m.best_epoch,
+                    epochs=len(m.history),
+                    n_params=n_params,
+                    seconds=m.seconds,
+                    metrics=metrics,
+                    stop_reason=m.stop_reason or "",
+                    extra=extra,
+                )
+            )
+            continue
+        loss_fn = build_loss(m.cfg.loss, meta, train.y.cpu()).to(device)
+        final = _final_metrics(model, val, test, loss_fn, m.history, m.best_epoch, m.cfg.train.amp)
+        temperature = final.pop("temperature", 1.0)
+        result = RunResult(
+            config=m.cfg,
+            model=model,
+            history=m.history,
+            best_epoch=m.best_epoch,
+            epochs=len(m.history),
+            n_params=n_params,
+            seconds=m.seconds,
+            metrics=final,
+            stop_reason=m.stop_reason or "max_epochs",
+            temperature=temperature,
+            extra=extra,
+        )
+        if m.writer:
+            m.writer.finish(model.state_dict(), save_config(m.cfg), result.summary())
+        for cb in m.callbacks:
+            cb.on_fit_end(m.ctx, result)
+        results.append(result)
+    return results

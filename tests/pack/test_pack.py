@@ -1,0 +1,174 @@
+"""Trial packs: a pack trains each member exactly as its solo run, members stop alone, and an
+extracted member is an ordinary checkpoint."""
+
+from __future__ import annotations
+
+import copy
+
+import optuna
+import pytest
+import torch
+
+import tunelab  # noqa: F401  (registers the model families)
+from tests.helpers import tiny_classification, tiny_splits
+from tunelab.config import load_config, validate_config
+from tunelab.models import build_model
+from tunelab.pack import NotPackable, fit_pack, pack_group_key, pack_models, packable
+from tunelab.pack.layers import PackedDropout
+from tunelab.results.io import save_checkpoint
+from tunelab.train import BaseCallback, fit
+from tunelab.train.checkpoint import load_model
+from tunelab.train.losses import build_loss
+from tunelab.train.trainer import evaluate
+
+BASE = ["model.hidden_dim=6", "model.num_layers=2", "model.dropout=0", "train.batch_size=16", "train.max_epochs=2"]
+# value parameters that differ between members: optimizer kind, lr, decay, clipping, schedule, loss
+VALUES = [
+    ["train.lr=1e-3"],
+    ["train.lr=3e-3", "train.optimizer=adam", "train.weight_decay=1e-2"],
+    ["train.lr=1e-2", "train.clip_norm=0.1", "loss.label_smoothing=0.1"],
+    ["train.schedule=cosine", "train.warmup_epochs=1", "train.body_lr_scale=0.3", "loss.name=focal", "train.beta1=0.8"],
+]
+
+
+def _splits():  # type: ignore[no-untyped-def]
+    return tiny_splits(n=48)
+
+
+def _losses(result) -> list[float]:  # type: ignore[no-untyped-def]
+    return [r.metrics[k] for r in result.history for k in ("train_loss", "val_loss")]
+
+
+def _close(a: list[float], b: list[float], rel: float = 1e-4) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= rel * abs(x) for x, y in zip(a, b, strict=True))
+
+
+def test_a_pack_of_four_equals_four_solo_runs() -> None:
+    cfgs = [load_config(None, BASE + v) for v in VALUES]
+    packed = fit_pack(cfgs, _splits())
+    for cfg, member in zip(cfgs, packed, strict=True):
+        solo = fit(cfg, data=_splits())
+        assert _close(_losses(solo), _losses(member)), (cfg.train, _losses(solo), _losses(member))
+        assert member.best_epoch == solo.best_epoch and member.stop_reason == solo.stop_reason
+        assert member.metrics["test_acc"] == pytest.approx(solo.metrics["test_acc"])
+        assert member.history[-1].metrics["lr/body"] == pytest.approx(solo.history[-1].metrics["lr/body"])
+    assert [r.history[0].member for r in packed] == [0, 1, 2, 3]
+
+
+class _PruneAt(BaseCallback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, ctx, report) -> None:  # type: ignore[no-untyped-def]
+        if report.epoch == self.epoch:
+            raise optuna.TrialPruned(f"pruned at epoch {report.epoch}")
+
+
+@pytest.mark.parametrize("compact_below", [0.5, 1.0])
+def test_a_pruned_member_stops_alone_and_changes_no_other(compact_below: float) -> None:
+    cfgs = [load_config(None, [*BASE, "train.max_epochs=3", *v]) for v in VALUES[:3]]
+    free = fit_pack(cfgs, _splits())
+    pruned = fit_pack(cfgs, _splits(), [[], [_PruneAt(1)], []], compact_below=compact_below)  # 1.0: compacts at once
+    assert pruned[1].stop_reason == "pruned" and pruned[1].epochs == 1
+    assert isinstance(pruned[1].extra["exception"], optuna.TrialPruned)
+    for i in (0, 2):
+        assert _close(_losses(free[i]), _losses(pruned[i]), rel=1e-6)
+        assert pruned[i].epochs == 3
+
+
+def test_members_stop_at_their_own_max_epochs() -> None:
+    cfgs = [
+        load_config(None, [*BASE, "train.max_epochs=1"]),
+        load_config(None, [*BASE, "train.max_epochs=3", "train.lr=2e-3"]),
+    ]
+    short, long = fit_pack(cfgs, _splits())
+    assert (short.epochs, long.epochs) == (1, 3)
+    assert short.stop_reason == long.stop_reason == "max_epochs"
+
+
+def test_an_extracted_member_is_an_ordinary_checkpoint(tmp_path) -> None:
+    cfgs = [load_config(None, BASE + v) for v in VALUES[:2]]
+    splits = _splits()
+    results = fit_pack(cfgs, splits, run_dirs=[tmp_path / "a", tmp_path / "b"])
+    member, cfg = results[1], cfgs[1]
+    path = save_checkpoint(tmp_path / "member.pt", member.model.state_dict(), cfg.model_dump(mode="json"))
+    model, loaded_cfg, _ = load_model(path, splits.meta)
+    loss_fn = build_loss(loaded_cfg.loss, splits.meta, splits.train.y)
+    val, _ = evaluate(model, splits.val, loss_fn)
+    test, _ = evaluate(model, splits.test, loss_fn)
+    assert val["loss"] == pytest.approx(member.metrics["val_loss"], rel=1e-6)
+    assert test["acc"] == pytest.approx(member.metrics["test_acc"])
+    # the pack's own per-epoch report of the best epoch says the same
+    assert val["loss"] == pytest.approx(member.history[member.best_epoch - 1].metrics["val_loss"], rel=1e-5)
+    assert (tmp_path / "b" / "best_model.pt").is_file() and (tmp_path / "b" / "metrics.jsonl").read_text().count(
+        "\n"
+    ) == member.epochs
+
+
+FAMILIES = {
+    "gru": {"hidden_dim": 6, "bidirectional": True, "layer_norm": True, "pooling": "attention"},
+    "lstm": {"hidden_dim": 6},
+    "conv_gru": {"hidden_dim": 6, "conv_channels": 4},
+    "bilstm_enhanced": {"hidden_dim": 4, "num_heads": 2},
+    "tcn": {"channels": 6, "num_blocks": 2},
+    "transformer": {"d_model": 8, "num_heads": 2, "ff_dim": 8},
+    "unet1d": {"depth": 2, "base_channels": 4},
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_packs(family: str) -> None:
+    data = tiny_classification(10, 0, t=12)
+    cfg = validate_config({"model": {"name": family, **FAMILIES[family]}})
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(build_model(cfg.model, data.meta).eval())
+    packed = pack_models(models).eval()
+    with torch.no_grad():
+        out = packed(data.x, data.lengths)
+        solo = torch.stack([m(data.x, data.lengths) for m in models])
+    torch.testing.assert_close(out, solo, rtol=1e-5, atol=1e-5)
+    state = packed.member_state_dict(2)
+    assert all(torch.equal(state[n], v) for n, v in models[2].state_dict().items())
+    packed.load_member(0, models[1].state_dict())  # and back in
+    packed.select_(torch.tensor([0, 2]))  # compaction keeps members in order
+    with torch.no_grad():
+        torch.testing.assert_close(packed(data.x, data.lengths), solo[[1, 2]], rtol=1e-5, atol=1e-5)
+    out = packed.train()(data.x, data.lengths)
+    out.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in packed.parameters())
+
+
+def test_a_layer_that_cannot_stack_is_refused_clearly() -> None:
+    data = tiny_classification(4, 0, t=8)
+    cfg = validate_config({"model": {"name": "transformer", "d_model": 8, "num_heads": 2, "positional": "learned"}})
+    assert not packable(cfg, data.meta)
+    with pytest.raises(NotPackable, match="own parameters"):
+        pack_models([build_model(cfg.model, data.meta), build_model(cfg.model, data.meta)])
+
+
+def test_dropout_rate_is_per_member() -> None:
+    drop = PackedDropout([0.0, 0.5]).train()
+    x = torch.ones(2 * 4000, 3)
+    y = drop(x).view(2, 4000, 3)
+    assert torch.equal(y[0], torch.ones(4000, 3))
+    assert 0.45 < (y[1] == 0).float().mean() < 0.55 and set(y[1].unique().tolist()) == {0.0, 2.0}
+
+
+def test_group_key_separates_shapes_not_values() -> None:
+    a = load_config(None, BASE)
+    assert pack_group_key(a) == pack_group_key(
+        load_config(None, [*BASE, "train.lr=0.1", "model.dropout=0.3", "loss.label_smoothing=0.2"])
+    )
+    other = load_config(None, [*BASE, "model.hidden_dim=7"])
+    assert pack_group_key(a) != pack_group_key(other)
+    assert pack_group_key(a) != pack_group_key(load_config(None, [*BASE, "train.optimizer=sgd"]))
+    with pytest.raises(ValueError, match="pack group key"):
+        fit_pack([a, other], _splits())
+
+
+def test_a_pack_of_one_is_the_ordinary_run() -> None:
+    cfg = load_config(None, [*BASE, "train.optimizer=sgd", "train.nesterov=true", "train.max_epochs=2"])
+    (member,) = fit_pack([copy.deepcopy(cfg)], _splits())
+    assert _close(_losses(fit(cfg, data=_splits())), _losses(member))
