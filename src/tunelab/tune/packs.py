@@ -1,0 +1,243 @@
+"""Run a study's trials in packs: ask Optuna for several trials, train those that share a pack key
+as one stacked computation (:func:`tunelab.pack.fit_pack`), tell each trial its own outcome.
+
+Each member reports to its own trial every epoch, so the pruner stops members alone; a finished
+member records exactly what a solo trial records (attributes, run directory, checkpoint), and an
+interrupted pack marks every unfinished member FAIL with reason "interrupted" before the
+interrupt propagates.  Trials that share no pack key with another asked trial train alone, through
+the ordinary objective.  ``--pack-size auto`` asks for as many trials as the device has room for
+(measured per member); on CPU it is 1, the ordinary path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tunelab.errors import UserError
+from tunelab.results.attrs import TRIAL
+from tunelab.tune.objective import Objective, TrialFailed, TrialRun, _free_memory
+
+__all__ = ["AUTO_CAP", "members_that_fit", "parse_pack_size", "resolve_pack_size", "run_packs"]
+
+log = logging.getLogger(__name__)
+
+#: The most trials ``--pack-size auto`` asks for at once (the measured GRU speed-up flattens by here).
+AUTO_CAP = 256
+#: Share of free device memory a pack may plan to use.
+MEMORY_SHARE = 0.7
+
+
+def parse_pack_size(value: str | int | None) -> int | str:
+    """``auto`` or a positive integer; anything else is a one-line error."""
+    if value is None:
+        return 1
+    if isinstance(value, int) or str(value).strip().isdigit():
+        n = int(value)
+        if n >= 1:
+            return n
+    elif str(value).strip().lower() == "auto":
+        return "auto"
+    raise UserError(f"--pack-size {value}: use auto or a whole number >= 1")
+
+
+def members_that_fit(free_bytes: int, per_member_bytes: int, cap: int = AUTO_CAP) -> int:
+    """How many members of a measured cost fit in a share of the free device memory (1..cap)."""
+    if per_member_bytes <= 0:
+        return cap
+    return max(1, min(cap, int(free_bytes * MEMORY_SHARE // per_member_bytes)))
+
+
+def resolve_pack_size(pack_size: int | str, device: str) -> int:
+    """How many trials to ask for at once: the number given, or for ``auto`` 1 on CPU and
+    :data:`AUTO_CAP` on CUDA (each pack is then cut to what memory holds, see :func:`_measured_fit`)."""
+    if pack_size != "auto":
+        return int(pack_size)
+    from tunelab.train.device import resolve_device
+
+    return AUTO_CAP if resolve_device(device).type == "cuda" else 1
+
+
+def _measured_fit(cfg: Any, data: Any) -> int:
+    """Members of ``cfg``'s shape that fit on its CUDA device: a two-member probe measures the cost."""
+    import torch
+
+    from tunelab.pack.engine import PackEngine
+    from tunelab.train.device import resolve_device
+
+    device = resolve_device(cfg.device)
+    if device.type != "cuda":
+        return AUTO_CAP
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    engine = PackEngine([cfg, cfg], data.meta, data.train.to(device), device, graphs=False)
+    engine.train_epoch(steps=2)
+    torch.cuda.synchronize(device)
+    per_member = (torch.cuda.max_memory_allocated(device) - base) // 2
+    del engine
+    _free_memory()
+    free, _ = torch.cuda.mem_get_info(device)
+    return members_that_fit(free, int(per_member))
+
+
+def _groups(runs: Sequence[tuple[optuna.Trial, TrialRun]], data_of: Callable[[Any], Any]) -> list[list[int]]:
+    """Indices of ``runs`` grouped by pack key, in first-seen order; unpackable configs alone."""
+    from tunelab.pack import pack_group_key, packable
+
+    groups: dict[Any, list[int]] = {}
+    alone: list[list[int]] = []
+    for i, (_, run) in enumerate(runs):
+        try:
+            can = packable(run.cfg, data_of(run.cfg).meta)
+        except Exception:  # noqa: BLE001  (a config that cannot build fails in its own solo trial)
+            can = False
+        if can:
+            groups.setdefault(pack_group_key(run.cfg), []).append(i)
+        else:
+            alone.append([i])
+    return [*groups.values(), *alone]
+
+
+After = Callable[[optuna.Study, FrozenTrial], bool]
+"""Called with each told trial; returns True to stop the study (the failure guard)."""
+
+
+def run_packs(
+    study: optuna.Study,
+    objective: Objective,
+    pack_size: int | str,
+    n_trials: int | None,
+    timeout: float | None,
+    after: After,
+    device: str = "auto",
+) -> None:
+    """Ask, pack, train and tell until ``n_trials`` are done, ``timeout`` passes or ``after`` says stop."""
+    ask_n = resolve_pack_size(pack_size, device)
+    t_start = time.monotonic()
+    done = 0
+    while n_trials is None or done < n_trials:
+        if timeout is not None and time.monotonic() - t_start >= timeout:
+            break
+        k = ask_n if n_trials is None else min(ask_n, n_trials - done)
+        if _run_batch(study, objective, k, after):
+            break
+        done += k
+
+
+class _Batch:
+    """The trials asked together, and which of them are told."""
+
+    def __init__(self, study: optuna.Study, after: After) -> None:
+        self.study, self.after = study, after
+        self.open: dict[int, optuna.Trial] = {}
+        self.stop = False
+
+    def tell(self, trial: optuna.Trial, values: Any = None, state: TrialState | None = None) -> None:
+        frozen = self.study.tell(trial, values, state=state)
+        self.open.pop(trial.number, None)
+        self.stop = self.after(self.study, frozen) or self.stop
+
+    def fail_open(self) -> None:
+        """Nothing stays RUNNING: trials not told yet (an interrupt, a study-stopping error) are FAIL."""
+        for trial in list(self.open.values()):
+            if TRIAL.REASON not in trial.user_attrs:
+                trial.set_user_attr(TRIAL.REASON, "interrupted")
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.open.pop(trial.number, None)
+
+
+def _run_batch(study: optuna.Study, objective: Objective, k: int, after: After) -> bool:
+    """Ask ``k`` trials, train them in packs, tell each; True when ``after`` asked to stop."""
+    batch = _Batch(study, after)
+    begun: list[tuple[optuna.Trial, TrialRun]] = []
+    try:
+        for _ in range(k):
+            with warnings.catch_warnings():  # Optuna's RDB heartbeat runs in optimize() only; owners.claim covers kills
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = study.ask()
+            batch.open[trial.number] = trial
+            try:
+                begun.append((trial, objective.begin(trial)))
+            except TrialFailed:
+                batch.tell(trial, state=TrialState.FAIL)
+        for group in _groups(begun, objective.data.get):
+            members = [begun[i] for i in group]
+            if len(members) == 1:
+                _solo(batch, objective, *members[0])
+            else:
+                _pack(batch, objective, members)
+    except BaseException:
+        batch.fail_open()
+        raise
+    return batch.stop
+
+
+def _tell_outcome(
+    batch: _Batch, objective: Objective, trial: optuna.Trial, run: TrialRun, result: Any, exc: BaseException | None
+) -> None:
+    """Record and tell one trial; interrupts and ``UserError`` propagate after the trial is told."""
+    trial.set_user_attr(TRIAL.SECONDS, time.perf_counter() - run.t0)
+    try:
+        if exc is not None:
+            objective.fail(trial, run, exc)
+        values = objective.complete(trial, result)
+    except optuna.TrialPruned:
+        batch.tell(trial, state=TrialState.PRUNED)
+    except TrialFailed:
+        batch.tell(trial, state=TrialState.FAIL)
+    except BaseException:
+        batch.tell(trial, state=TrialState.FAIL)
+        raise
+    else:
+        batch.tell(trial, values)
+
+
+def _solo(batch: _Batch, objective: Objective, trial: optuna.Trial, run: TrialRun) -> None:
+    from tunelab.train import fit
+
+    result, error = None, None
+    try:
+        data = objective.data.get(run.cfg)
+        with objective.context(trial, run.params) as extra:
+            result = fit(run.cfg, data=data, callbacks=[*extra, *objective.callbacks, run.follow], run_dir=run.run_dir)
+    except BaseException as exc:  # noqa: BLE001  (told as the trial's outcome)
+        error = exc
+    _tell_outcome(batch, objective, trial, run, result, error)
+
+
+def _pack(batch: _Batch, objective: Objective, members: list[tuple[optuna.Trial, TrialRun]]) -> None:
+    from tunelab.pack import fit_pack
+
+    data = objective.data.get(members[0][1].cfg)
+    size = max(2, _measured_fit(members[0][1].cfg, data)) if len(members) > 2 else len(members)
+    for start in range(0, len(members), size):
+        chunk = members[start : start + size]
+        if len(chunk) == 1:
+            _solo(batch, objective, *chunk[0])
+            continue
+        results: list[Any] = [None] * len(chunk)
+        error: BaseException | None = None
+        try:
+            with ExitStack() as stack:
+                per_member = []
+                for trial, run in chunk:
+                    extra = stack.enter_context(objective.context(trial, run.params))
+                    per_member.append([*extra, *objective.callbacks, run.follow])
+                results = fit_pack(
+                    [run.cfg for _, run in chunk], data, per_member, run_dirs=[run.run_dir for _, run in chunk]
+                )
+        except BaseException as exc:  # noqa: BLE001  (the whole pack failed: each member is told)
+            error = exc
+        log.info("pack of %d trials: %s", len(chunk), ", ".join(str(t.number) for t, _ in chunk))
+        for (trial, run), result in zip(chunk, results, strict=True):
+            trial.set_user_attr(TRIAL.PACK_SIZE, len(chunk))
+            own = error if error is not None else result.extra.pop("exception", None)
+            _tell_outcome(batch, objective, trial, run, None if own is not None else result, own)

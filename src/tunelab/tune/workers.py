@@ -1,0 +1,148 @@
+"""``--workers N``: N worker *processes* on one storage (not threads: training holds the GIL and
+each process owns its own CUDA context).
+
+The parent creates the study, starts the workers with the ``spawn`` method and reports the trials
+they finish by polling the storage.  The trial budget is one shared counter: a worker takes a ticket
+before each trial, so exactly ``n_trials`` trials start however long each one takes.  Each worker
+seeds its sampler differently, so no two workers propose the same sequence.  A worker killed
+mid-trial leaves a RUNNING trial whose heartbeat stops; the next trial any worker starts fails it
+and re-queues its parameters (see :mod:`tunelab.tune.study`).  Other machines join a study with
+``tunelab tune --resume --study-name NAME --storage URL`` (a server storage such as PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import UserError
+from tunelab.tune.space import SearchSpace
+from tunelab.tune.spec import PrunerConfig, SamplerConfig
+
+__all__ = ["WorkerJob", "run_workers", "worker_seed"]
+
+log = logging.getLogger(__name__)
+_UNLIMITED = 2**31 - 1
+
+
+def worker_seed(seed: int, worker: int, n_existing: int) -> int:
+    """A sampler seed per worker (and per resumed run), so no two sample the same sequence."""
+    return seed + n_existing + 7919 * worker
+
+
+@dataclass
+class WorkerJob:
+    """Everything a worker process needs (picklable)."""
+
+    storage_url: str
+    heartbeat: tuple[int, int, int]  # interval, grace period, max retry
+    study_name: str
+    space: SearchSpace
+    objectives: list[str]
+    study_dir: Path
+    sampler: SamplerConfig
+    pruner: PrunerConfig
+    seed: int
+    prune: bool = True
+    plugins: tuple[str, ...] = ()
+    data: Any | None = None
+    timeout: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _worker_main(job: WorkerJob, index: int, remaining: Any, lock: Any, stop: Any, errors: Any) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    import torch
+
+    import tunelab  # noqa: F401  (registers the built-in models)
+    from tunelab.plugins import load_plugin
+    from tunelab.tune.objective import Objective, TrialFailed
+    from tunelab.tune.owners import close_session, open_session
+    from tunelab.tune.runner import trial_context
+    from tunelab.tune.study import is_rdb, make_pruner, make_sampler, make_storage
+
+    # share the cores: N processes each using every core would oversubscribe them many times over
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(job.extra.get("workers", 1)))))
+    try:
+        for p in job.plugins:
+            load_plugin(p)
+        interval, grace, retry = job.heartbeat
+        storage = make_storage(job.storage_url, heartbeat_interval=interval, grace_period=grace, max_retry=retry)
+        n_existing = len(storage.get_all_trials(storage.get_study_id_from_name(job.study_name), deepcopy=False))
+        grid = job.space.grid_search_space() if job.sampler.name == "grid" else None
+        sampler = make_sampler(job.sampler, worker_seed(job.seed, index + 1, n_existing), len(job.objectives), grid)
+        study = optuna.load_study(
+            study_name=job.study_name, storage=storage, sampler=sampler, pruner=make_pruner(job.pruner)
+        )
+        session = open_session(study)  # before any trial: see tunelab.tune.owners
+        ctx = trial_context(study, None if is_rdb(job.storage_url) else (interval, grace, retry))
+        objective = Objective(
+            job.space, job.objectives, job.study_dir, data=job.data, prune=job.prune, trial_context=ctx
+        )
+        deadline = time.time() + job.timeout if job.timeout else None
+        while not stop.is_set():
+            with lock:
+                if remaining.value <= 0:
+                    break
+                remaining.value -= 1
+            if deadline is not None and time.time() >= deadline:
+                break
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+        close_session(study, session)
+    except UserError as exc:
+        errors.put(str(exc))
+        stop.set()
+    except KeyboardInterrupt:
+        stop.set()
+
+
+def run_workers(
+    job: WorkerJob, n_workers: int, n_trials: int | None, poll: Callable[[], bool], interval: float = 1.0
+) -> None:
+    """Run ``n_trials`` trials on ``n_workers`` processes; ``poll()`` runs every ``interval`` s in
+    this process (report progress) and returns True to stop the workers after their current trial."""
+    job.extra.setdefault("workers", n_workers)
+    ctx = mp.get_context("spawn")
+    remaining = ctx.Value("i", n_trials if n_trials is not None else _UNLIMITED)
+    lock, stop, errors = ctx.Lock(), ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(target=_worker_main, args=(job, i, remaining, lock, stop, errors), name=f"tunelab-worker-{i}")
+        for i in range(n_workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(interval)
+            if poll():
+                stop.set()
+        poll()
+    except KeyboardInterrupt:
+        stop.set()
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+        raise
+    for p in procs:
+        p.join()
+        if p.exitcode not in (0, None):
+            log.warning(
+                "worker %s exited with code %s; its running trial is failed and retried by the heartbeat rule",
+                p.name,
+                p.exitcode,
+            )
+    try:
+        message = errors.get_nowait()
+    except queue.Empty:
+        return
+    raise UserError(message)

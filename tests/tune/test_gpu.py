@@ -1,0 +1,47 @@
+"""On a CUDA machine: a real out-of-memory error fails its trial, frees the memory, and the study goes on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+
+from tests.tune.conftest import options, tiny_study
+from tunelab.results.attrs import TRIAL
+from tunelab.train import BaseCallback
+from tunelab.tune import tune
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+class _Hog(BaseCallback):
+    """In the first trial, keep allocating 8 GiB blocks until CUDA runs out."""
+
+    def __init__(self) -> None:
+        self.fits = -1
+        self.held: list[torch.Tensor] = []
+
+    def on_fit_start(self, ctx: Any) -> None:
+        self.fits += 1
+
+    def on_epoch_end(self, ctx: Any, report: Any) -> None:
+        if self.fits == 0:
+            blocks = self.held
+            while True:  # raises torch.cuda.OutOfMemoryError
+                blocks.append(torch.empty(8 << 30, dtype=torch.uint8, device="cuda"))
+
+
+def test_real_cuda_out_of_memory(tmp_path: Path, splits: Any) -> None:
+    hog = _Hog()
+    base = {**tiny_study().base.model_dump(), "device": "cuda"}
+    result = tune(tiny_study(base=base), options(tmp_path), data=splits, callbacks=[hog])
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path / 'tunelab.db'}")
+    first, second = study.trials
+    assert first.state.name == "FAIL" and first.user_attrs[TRIAL.REASON] == "out of memory"
+    assert second.state.name == "COMPLETE"
+    hog.held.clear()
+    torch.cuda.empty_cache()
+    assert torch.cuda.memory_allocated() < 1 << 30

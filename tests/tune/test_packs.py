@@ -1,0 +1,121 @@
+"""`tune --pack-size`: trials asked together train as packs and each is told its own outcome —
+the same values as solo trials, members pruned alone, nothing left RUNNING after an interrupt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from tests.reliability.common import invoke_main
+from tests.tune.conftest import options, tiny_study
+from tunelab.config import ExperimentConfig
+from tunelab.errors import UserError
+from tunelab.results.attrs import TRIAL
+from tunelab.train import BaseCallback, fit
+from tunelab.tune import tune
+from tunelab.tune.packs import members_that_fit, parse_pack_size, resolve_pack_size
+
+LR_ONLY = {"train.lr": {"low": 1e-3, "high": 3e-2, "log": True}, "train.weight_decay": {"low": 1e-5, "high": 1e-2}}
+
+
+def _trials(result: Any) -> list[optuna.trial.FrozenTrial]:
+    storage = f"sqlite:///{result.study_dir.parent / 'tunelab.db'}"
+    return optuna.load_study(study_name=result.study_name, storage=storage).trials
+
+
+def test_packed_trials_equal_their_solo_runs(tmp_path: Path, splits: Any) -> None:
+    study = tiny_study(space=LR_ONLY, budget={"n_trials": 4}, pruner={"name": "none"})
+    result = tune(study, options(tmp_path, pack_size=4), data=splits)
+    trials = _trials(result)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    assert {t.user_attrs[TRIAL.PACK_SIZE] for t in trials} == {4}
+    for t in trials:
+        solo = fit(ExperimentConfig.model_validate(t.user_attrs[TRIAL.CONFIG]), data=splits)
+        assert t.value == pytest.approx(solo.metrics["val_f1"], rel=1e-4, abs=1e-6)
+        assert t.user_attrs[TRIAL.EPOCHS] == solo.epochs
+        assert (result.study_dir / t.user_attrs[TRIAL.RUN_DIR] / "best_model.pt").is_file()
+    assert (result.study_dir / "best_model.pt").is_file()
+
+
+class _PruneOdd(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.number % 2 == 1
+
+
+def test_members_are_pruned_alone(tmp_path: Path, splits: Any) -> None:
+    study = tiny_study(space=LR_ONLY, budget={"n_trials": 4})
+    packed = tune(study, options(tmp_path / "p", pack_size=4, study_name="p"), data=splits)
+    storage = f"sqlite:///{packed.study_dir.parent / 'tunelab.db'}"
+    # the same four configs again, solo, with a pruner that stops the odd trials after epoch 1
+    s = optuna.load_study(study_name="p", storage=storage)
+    again = optuna.create_study(study_name="odd", storage=storage, direction="maximize", pruner=_PruneOdd())
+    for t in s.trials:
+        again.enqueue_trial(t.params)
+    from tunelab.tune.objective import Objective
+    from tunelab.tune.packs import run_packs
+    from tunelab.tune.space import build_space
+
+    objective = Objective(build_space(study), ["val_f1"], tmp_path / "odd", data=splits)
+    told: list[optuna.trial.FrozenTrial] = []
+    run_packs(again, objective, 4, 4, None, lambda _s, t: told.append(t) or False)
+    states = [t.state.name for t in again.trials]
+    assert states == ["COMPLETE", "PRUNED", "COMPLETE", "PRUNED"]
+    assert sorted(t.number for t in told) == [0, 1, 2, 3]
+    assert all(t.user_attrs[TRIAL.REASON] == "pruned at epoch 1" for t in again.trials if t.state.name == "PRUNED")
+    # masking the pruned members changed nothing for the others
+    for a, b in zip(s.trials, again.trials, strict=True):
+        if b.state.name == "COMPLETE":
+            assert b.value == pytest.approx(a.value, rel=1e-4, abs=1e-6)
+
+
+def test_different_shapes_train_in_separate_packs(tmp_path: Path, splits: Any) -> None:
+    space = {**LR_ONLY, "model.hidden_dim": [4, 8]}
+    enqueue = [{"model.hidden_dim": h} for h in (4, 8, 4, 8, 8)]
+    result = tune(
+        tiny_study(space=space, budget={"n_trials": 5}), options(tmp_path, pack_size=5, enqueue=enqueue), data=splits
+    )
+    trials = _trials(result)
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    by_size = {t.params["model.hidden_dim"]: t.user_attrs[TRIAL.PACK_SIZE] for t in trials}
+    assert by_size == {4: 2, 8: 3}
+
+
+class _Interrupt(BaseCallback):
+    def on_epoch_end(self, ctx: Any, report: Any) -> None:
+        if report.epoch == 1 and report.member == 2:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupt_leaves_no_trial_running(tmp_path: Path, splits: Any) -> None:
+    study = tiny_study(space=LR_ONLY, budget={"n_trials": 8})
+    with pytest.raises(KeyboardInterrupt):
+        tune(study, options(tmp_path, pack_size=4, study_name="i"), data=splits, callbacks=[_Interrupt()])
+    s = optuna.load_study(study_name="i", storage=f"sqlite:///{tmp_path / 'tunelab.db'}")
+    assert len(s.trials) == 4
+    assert {t.state.name for t in s.trials} == {"FAIL"}
+    assert {t.user_attrs[TRIAL.REASON] for t in s.trials} == {"interrupted"}
+
+
+def test_pack_size_values() -> None:
+    assert parse_pack_size("auto") == "auto" and parse_pack_size("8") == 8 and parse_pack_size(None) == 1
+    for bad in ("0", "-2", "many"):
+        with pytest.raises(UserError, match="--pack-size"):
+            parse_pack_size(bad)
+    assert resolve_pack_size("auto", "cpu") == 1 and resolve_pack_size(16, "cpu") == 16
+    gib = 1024**3
+    assert members_that_fit(10 * gib, gib) == 7  # 70% of the free memory
+    assert members_that_fit(gib, 10 * gib) == 1 and members_that_fit(1000 * gib, 1, cap=64) == 64
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--pack-size", "0"], "--pack-size 0"), (["--pack-size", "4", "--workers", "2"], "--pack-size with --workers")],
+)
+def test_cli_refuses_bad_pack_sizes(tmp_path: Path, args: list[str], message: str) -> None:
+    out = invoke_main(["tune", "--model", "gru", "--trials", "1", "--save-dir", str(tmp_path), *args])
+    assert out.code == 2, out.output
+    assert message in out.output and "Traceback" not in out.output
+    assert not any(tmp_path.iterdir())  # nothing half-created

@@ -1,0 +1,178 @@
+"""How a trial ends: complete, pruned, diverged, out of memory, a plugin error; what it records."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+
+from tests.tune.conftest import options, tiny_study
+from tunelab.errors import UserError
+from tunelab.results.attrs import TRIAL
+from tunelab.train import BaseCallback
+from tunelab.tune import tune
+from tunelab.tune.objective import TrialCallback
+
+
+def _study(result: Any) -> optuna.Study:
+    return optuna.load_study(
+        study_name=result.study_name, storage=f"sqlite:///{result.study_dir.parent / 'tunelab.db'}"
+    )
+
+
+class _RaiseAt(BaseCallback):
+    """Raise ``exc`` at ``epoch`` of the trials in ``trials`` (counted by fit starts)."""
+
+    def __init__(self, exc: BaseException, trials: set[int], epoch: int = 1) -> None:
+        self.exc, self.trials, self.epoch, self.fits = exc, trials, epoch, -1
+
+    def on_fit_start(self, ctx: Any) -> None:
+        self.fits += 1
+
+    def on_epoch_end(self, ctx: Any, report: Any) -> None:
+        if self.fits in self.trials and report.epoch == self.epoch:
+            raise self.exc
+
+
+def test_complete_trials_record_every_attribute(tmp_path: Path, splits: Any) -> None:
+    result = tune(tiny_study(), options(tmp_path), data=splits)
+    study = _study(result)
+    for t in study.trials:
+        assert t.state.name == "COMPLETE"
+        ua = t.user_attrs
+        for key in (
+            TRIAL.EPOCHS,
+            TRIAL.BEST_EPOCH,
+            TRIAL.MAX_EPOCHS,
+            TRIAL.TRAIN_LOSS,
+            TRIAL.VAL_LOSS,
+            TRIAL.GAP,
+            TRIAL.N_PARAMS,
+            TRIAL.SECONDS,
+            TRIAL.MODEL,
+            TRIAL.RUN_DIR,
+            TRIAL.METRICS,
+            TRIAL.CONFIG,
+        ):
+            assert key in ua, key
+        assert ua[TRIAL.EPOCHS] == 2 and ua[TRIAL.MODEL] == "gru" and ua[TRIAL.N_PARAMS] > 0
+        assert ua[TRIAL.GAP] == pytest.approx(ua[TRIAL.VAL_LOSS] - ua[TRIAL.TRAIN_LOSS])
+        assert t.value == ua[TRIAL.METRICS]["val_f1"] and "test_acc" in ua[TRIAL.METRICS]
+        assert sorted(t.intermediate_values) == [1, 2]  # the objective metric per epoch
+        run_dir = result.study_dir / ua[TRIAL.RUN_DIR]
+        assert (
+            run_dir.name.startswith(f"{t.number}-")
+            and (run_dir / "config.json").is_file()
+            and (run_dir / "best_model.pt").is_file()
+        )
+        assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_nan_loss_prunes_the_trial_as_diverged(tmp_path: Path, splits: Any) -> None:
+    class NaNWeights(BaseCallback):
+        fits = -1
+
+        def on_fit_start(self, ctx: Any) -> None:
+            self.fits += 1
+
+        def on_epoch_end(self, ctx: Any, report: Any) -> None:
+            if self.fits == 0 and report.epoch == 1:
+                with torch.no_grad():
+                    for p in ctx.model.parameters():
+                        p.fill_(float("nan"))
+
+    cfg = tiny_study(
+        base={**tiny_study().base.model_dump(), "train": {"max_epochs": 3, "batch_size": 16, "schedule": "none"}}
+    )
+    result = tune(cfg, options(tmp_path), data=splits, callbacks=[NaNWeights()])
+    first, second = _study(result).trials
+    assert first.state.name == "PRUNED" and first.user_attrs[TRIAL.REASON] == "diverged at epoch 2"
+    assert first.user_attrs[TRIAL.PRUNED_EPOCH] == 2 and first.user_attrs[TRIAL.EPOCHS] == 1
+    assert second.state.name == "COMPLETE"
+    rows = (result.study_dir / "trials.csv").read_text()
+    assert "diverged at epoch 2" in rows
+
+
+def test_out_of_memory_fails_the_trial_and_the_study_goes_on(tmp_path: Path, splits: Any) -> None:
+    oom = _RaiseAt(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), {0})
+    result = tune(tiny_study(budget={"n_trials": 2}), options(tmp_path), data=splits, callbacks=[oom])
+    first, second = _study(result).trials
+    assert first.state.name == "FAIL" and first.user_attrs[TRIAL.REASON] == "out of memory"
+    assert TRIAL.TRACEBACK not in first.user_attrs
+    assert second.state.name == "COMPLETE" and result.best_number == 1
+
+
+def test_a_plugin_error_fails_the_trial_with_its_traceback(tmp_path: Path, splits: Any) -> None:
+    boom = _RaiseAt(ZeroDivisionError("plugin bug"), {0}, epoch=2)
+    result = tune(tiny_study(), options(tmp_path), data=splits, callbacks=[boom])
+    first, second = _study(result).trials
+    assert first.state.name == "FAIL" and first.user_attrs[TRIAL.REASON] == "error: ZeroDivisionError: plugin bug"
+    assert "ZeroDivisionError" in first.user_attrs[TRIAL.TRACEBACK]
+    saved = result.study_dir / first.user_attrs[TRIAL.RUN_DIR] / "traceback.txt"
+    assert "raise self.exc" in saved.read_text()
+    assert first.user_attrs[TRIAL.EPOCHS] == 2  # what it trained before failing
+    assert second.state.name == "COMPLETE"
+
+
+def test_a_user_error_stops_the_study(tmp_path: Path, splits: Any) -> None:
+    bad = _RaiseAt(UserError("data.path: file not found"), {0})
+    with pytest.raises(UserError, match="file not found"):
+        tune(tiny_study(budget={"n_trials": 3}), options(tmp_path), data=splits, callbacks=[bad])
+
+
+def test_consecutive_failures_stop_the_study(tmp_path: Path, splits: Any) -> None:
+    always = _RaiseAt(RuntimeError("broken plugin"), set(range(10)))
+    with pytest.raises(UserError, match="2 trials failed in a row"):
+        tune(
+            tiny_study(budget={"n_trials": 5, "max_failures_in_a_row": 2}),
+            options(tmp_path),
+            data=splits,
+            callbacks=[always],
+        )
+    assert len(list((tmp_path).glob("t-*/trials.csv"))) == 1
+
+
+def test_invalid_sampled_configs_fail_with_the_reason(tmp_path: Path, splits: Any) -> None:
+    cfg = tiny_study(space={"model.dropout": [0.0, 1.5]}, sampler="grid", budget={"n_trials": 2})
+    result = tune(cfg, options(tmp_path), data=splits)
+    states = {t.params["model.dropout"]: t for t in _study(result).trials}
+    assert states[1.5].state.name == "FAIL" and states[1.5].user_attrs[TRIAL.REASON].startswith(
+        "invalid config: sampled config: model.dropout"
+    )
+    assert states[0.0].state.name == "COMPLETE"
+
+
+class _FakeTrial:
+    def __init__(self, prune_at: int) -> None:
+        self.prune_at, self.reports, self.attrs = prune_at, {}, {}
+
+    def report(self, value: float, step: int) -> None:
+        self.reports[step] = value
+
+    def should_prune(self) -> bool:
+        return max(self.reports) >= self.prune_at
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.attrs[key] = value
+
+
+def test_the_trial_callback_reports_each_epoch_and_prunes() -> None:
+    from tunelab.train.callbacks import EpochReport
+
+    trial = _FakeTrial(prune_at=3)
+    cb = TrialCallback(trial, "val_f1")  # type: ignore[arg-type]
+    cb.on_epoch_end(None, EpochReport(1, {"val_f1": 0.5, "train_loss": 1.0, "val_loss": 1.2}, improved=True))  # type: ignore[arg-type]
+    cb.on_epoch_end(None, EpochReport(2, {"val_f1": math.nan}))  # type: ignore[arg-type]
+    with pytest.raises(optuna.TrialPruned, match="pruned at epoch 3"):
+        cb.on_epoch_end(None, EpochReport(3, {"val_f1": 0.6, "train_loss": 0.9, "val_loss": 1.3}))  # type: ignore[arg-type]
+    assert trial.reports == {1: 0.5, 3: 0.6} and cb.pruned_epoch == 3
+    cb.record_partial()
+    assert (
+        trial.attrs[TRIAL.EPOCHS] == 3
+        and trial.attrs[TRIAL.BEST_EPOCH] == 1
+        and trial.attrs[TRIAL.GAP] == pytest.approx(0.2)
+    )
