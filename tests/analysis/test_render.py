@@ -1,0 +1,129 @@
+"""Plots in both backends, report.html, and the files analyze writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import COMPLETE, add_complete, add_pruned, build_single, new_study
+
+from tunelab.analysis import AnalysisResult, analyze, extract
+from tunelab.analysis.plots import build_plots
+from tunelab.analysis.report import SECTIONS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SINGLE_PLOTS = {"history", "importance", "parallel", "contour", "slice", "learning_curves", "loss_curves"}
+
+
+def _external_refs(html: str) -> list[str]:
+    """src/href attributes of script, link and img tags that point at the network."""
+    tags = re.findall(r"<(?:script|link|img)\b[^>]*>", html, flags=re.IGNORECASE)
+    return [t for t in tags if re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", t, flags=re.IGNORECASE)]
+
+
+def test_every_plot_renders_in_both_backends_single(single: tuple[optuna.Study, Path]) -> None:
+    study, sdir = single
+    r = extract(study)
+    plots = {p.key: p for p in build_plots(study, r.table, r.importance, study_dir=sdir)}
+    assert set(plots) == SINGLE_PLOTS
+    for p in plots.values():
+        assert p.skipped is None, (p.key, p.skipped)
+        assert p.plotly is not None and p.figure is not None, p.key
+        assert p.html_name.startswith("coarse_")
+    assert len(plots["loss_curves"].plotly.data) == 2 * 5  # train + val for each of the top 5 trials
+    assert {"coarse_history.html", "coarse_param_importance.html", "coarse_parallel.html"} <= {
+        p.html_name for p in plots.values()
+    }
+
+
+def test_every_plot_renders_in_both_backends_multi(multi: optuna.Study, tmp_path: Path) -> None:
+    r = analyze(study=multi, out_dir=tmp_path)
+    assert r.plots["pareto"] == "rendered"
+    assert {k for k, v in r.plots.items() if v == "rendered"} == SINGLE_PLOTS - {"loss_curves"} | {"pareto"}
+    assert (tmp_path / "plots" / "pareto_front.png").read_bytes().startswith(PNG_MAGIC)
+    assert (tmp_path / "plots" / "coarse_pareto_front.html").is_file()
+    assert "pareto" in (tmp_path / "report.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def analyzed(tmp_path_factory: pytest.TempPathFactory) -> tuple[AnalysisResult, Path]:
+    """One full analyze() of the single-objective study, shared by the file checks below."""
+    study, sdir = build_single(tmp_path_factory.mktemp("analyzed"))
+    del study
+    return analyze(study_dir=sdir, gap_threshold=0.12), sdir
+
+
+def test_analyze_writes_tables_plots_and_report(analyzed: tuple[AnalysisResult, Path]) -> None:
+    r, sdir = analyzed
+    plots = sdir / "plots"
+    for name in (
+        "optimization_history.png",
+        "param_importances.png",
+        "parallel_coordinate.png",
+        "contour_plot.png",
+        "slice_plot.png",
+        "learning_curves.png",
+        "loss_curves.png",
+    ):
+        assert (plots / name).read_bytes().startswith(PNG_MAGIC), name
+    assert not (plots / "pareto_front.png").exists()  # one objective: no Pareto plot
+    for name in ("coarse_history.html", "coarse_param_importance.html", "coarse_parallel.html", "coarse_contour.html"):
+        page = (plots / name).read_text()
+        assert 'src="plotly.min.js"' in page and not _external_refs(page)
+    assert (plots / "plotly.min.js").stat().st_size > 1_000_000
+    data = json.loads((sdir / "analysis" / "analysis.json").read_text())
+    assert data["top_k"][0]["number"] == 7 and data["overfitting"]["threshold"] == 0.12
+    with open(sdir / "analysis" / "top_k.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(row["number"]) for row in rows] == list(r.top["number"])
+    with open(sdir / "analysis" / "overfit_trials.csv") as fh:
+        flagged = list(csv.DictReader(fh))
+    assert all(float(row["gap"]) > 0.12 for row in flagged) and len(flagged) == 3
+    assert all(p in r.files for p in (sdir / "report.html", sdir / "analysis" / "analysis.json"))
+
+
+def test_report_is_self_contained_with_every_section(analyzed: tuple[AnalysisResult, Path]) -> None:
+    _, sdir = analyzed
+    html = (sdir / "report.html").read_text()
+    for sid, heading in SECTIONS:
+        assert f"<section id='{sid}'><h2>{heading}</h2>" in html
+    assert not _external_refs(html)
+    assert "<link" not in html.lower()
+    assert html.count("plotly.js v") <= 2 and html.count("Plotly.newPlot") >= 7  # plotly.js once, every figure inline
+    assert "sqlite:///" in html and "single" in html
+    assert "Trials over the threshold (3)" in html and "Pruned at epoch" in html
+
+
+def test_report_without_plots_and_small_studies(tmp_path: Path) -> None:
+    empty = new_study(tmp_path / "e.db", "empty", ["maximize"], ["val_f1"])
+    r = analyze(study=empty, out_dir=tmp_path / "empty")
+    html = (tmp_path / "empty" / "report.html").read_text()
+    assert "no trials yet" in html and all(f"id='{sid}'" in html for sid, _ in SECTIONS)
+    assert r.plots["history"] == "skipped: no completed trials"
+    assert all(v.startswith("skipped") for v in r.plots.values())
+
+    pruned = new_study(tmp_path / "p.db", "pruned", ["maximize"], ["val_f1"])
+    add_pruned(pruned, 2)
+    add_pruned(pruned, 3)
+    r = analyze(study=pruned, out_dir=tmp_path / "pruned")
+    assert r.plots["learning_curves"] == "rendered" and r.plots["history"].startswith("skipped")
+    assert "were pruned" in (tmp_path / "pruned" / "report.html").read_text()
+
+    one = new_study(tmp_path / "o.db", "one", ["maximize"], ["val_f1"])
+    add_complete(one, COMPLETE[0])
+    r = analyze(study=one, out_dir=tmp_path / "one", plots=False)
+    assert "only 1 completed trial" in r.messages[0]
+    assert "plots were not rendered" in (tmp_path / "one" / "report.html").read_text()
+    assert not (tmp_path / "one" / "plots").exists()
+
+
+@pytest.mark.parametrize("evaluator", ["ped_anova", "mdi"])
+def test_other_importance_evaluators(single: tuple[optuna.Study, Path], evaluator: str) -> None:
+    study, _ = single
+    r = analyze(study=study, importance=evaluator, plots=False)
+    assert r.out_dir is None and r.files == []  # no directory known: nothing written
+    assert sum(r.importance.values["val_f1"].values()) == pytest.approx(1.0)
