@@ -1,0 +1,1000 @@
+"""The command line: each command parses flags, builds configs and calls the library.
+
+Errors the user can fix (``UserError``) print as one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from tunelab.errors import UserError
+
+app = typer.Typer(
+    name="tunelab",
+    help="Find the best model and hyperparameters for sequence data, fast, and show why.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+PluginOpt = Annotated[
+    list[str] | None, typer.Option("--plugin", help="python file or module that registers models/datasets (repeatable)")
+]
+
+
+def load_plugins(plugins: list[str] | None) -> None:
+    """Import user code that registers models and datasets."""
+    from tunelab.plugins import load_plugin
+
+    for p in plugins or []:
+        load_plugin(p)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl+C: the running trial is failed as "interrupted" and the study's
+    artifacts are written before the process exits (code 143)."""
+
+
+def main() -> None:
+    """Console entry point: run the app, turning UserError into one line and exit code 2;
+    Ctrl+C exits 130 and SIGTERM 143, each after the current trial is recorded as interrupted."""
+    import signal
+
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        terminated.append(signum)
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread: signals stay as they are
+        previous = None
+    try:
+        # typer turns KeyboardInterrupt (and typer.Exit) into an exit code that it *returns* when
+        # standalone_mode is off: it must reach sys.exit, or Ctrl+C would exit 0
+        code = app(standalone_mode=False)
+    except UserError as exc:
+        from rich.markup import escape  # messages quote shapes like [sum(T_i), C]: text, not markup
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    except Exception as exc:  # click's own usage errors carry an exit code
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if terminated:
+        sys.exit(143)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+# --------------------------------------------------------------------------- shared flags
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML/JSON file")]
+OverridesArg = Annotated[
+    list[str] | None, typer.Argument(help="dotted overrides, e.g. train.lr=3e-4 model.hidden_dim=128")
+]
+SaveDirOpt = Annotated[Path, typer.Option("--save-dir", help="where runs and studies are written")]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="train.max_epochs")]
+PatienceOpt = Annotated[int | None, typer.Option("--patience", help="train.early_stopping.patience")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="train.batch_size")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")]
+DataPathOpt = Annotated[str | None, typer.Option("--data-path", help="data file or folder (.ts/.npz/.csv/.parquet)")]
+DatasetOpt = Annotated[str | None, typer.Option("--dataset", help="built-in dataset name (see `tunelab datasets`)")]
+ClassesOpt = Annotated[int | None, typer.Option("--classes", help="keep the N most frequent classes")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="random seed")]
+MlflowOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mlflow",
+        help="log to MLflow: sqlite:///<save-dir>/mlflow.db (see `mlflow ui --backend-store-uri`) unless --mlflow-uri",
+    ),
+]
+MlflowUriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow-uri", metavar="URI", help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (implies --mlflow)"
+    ),
+]
+WandbOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wandb", help="log to Weights & Biases (offline under <save-dir>/wandb unless WANDB_API_KEY is set)"
+    ),
+]
+WandbProjectOpt = Annotated[
+    str | None, typer.Option("--wandb-project", help="W&B project (implies --wandb; default tunelab)")
+]
+WandbEntityOpt = Annotated[str | None, typer.Option("--wandb-entity", help="W&B user or team (implies --wandb)")]
+WandbGroupOpt = Annotated[
+    str | None, typer.Option("--wandb-group", help="W&B run group (implies --wandb; default: the study name)")
+]
+TensorboardOpt = Annotated[
+    bool, typer.Option("--tensorboard", help="write TensorBoard scalars under <save-dir>/tensorboard")
+]
+
+
+def tracking_config(
+    save_dir: Path,
+    *,
+    mlflow: bool = False,
+    mlflow_uri: str | None = None,
+    wandb: bool = False,
+    wandb_project: str | None = None,
+    wandb_entity: str | None = None,
+    wandb_group: str | None = None,
+    tensorboard: bool = False,
+) -> Any:
+    """The TrackingConfig of the tracking flags.  The CLI, not the library, reads the environment:
+    W&B runs online only when WANDB_API_KEY is set."""
+    import os
+
+    from tunelab.track import TrackingConfig, WandbConfig
+
+    wb = WandbConfig(
+        enabled=wandb or any(v is not None for v in (wandb_project, wandb_entity, wandb_group)),
+        project=wandb_project or "tunelab",
+        entity=wandb_entity,
+        group=wandb_group,
+        mode="online" if os.environ.get("WANDB_API_KEY") else "offline",
+    )
+    return TrackingConfig(
+        save_dir=save_dir, mlflow=mlflow_uri or ("auto" if mlflow else None), wandb=wb, tensorboard=tensorboard
+    )
+
+
+def tracking_hints(tracking: Any) -> list[str]:
+    """Where each enabled tracker put the data, and how to open it."""
+    hints = []
+    if tracking.mlflow is not None:
+        uri = tracking.mlflow_uri
+        hints.append(f"MLflow: mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else f"MLflow: {uri}")
+    if tracking.wandb.enabled and tracking.wandb.mode == "offline":
+        hints.append(f"W&B (offline): wandb sync {tracking.save_dir / 'wandb'}/offline-run-*")
+    if tracking.tensorboard:
+        hints.append(f"TensorBoard: tensorboard --logdir {tracking.save_dir / 'tensorboard'}")
+    return hints
+
+
+def flag_overrides(**flags: object) -> list[str]:
+    """Dotted overrides for the seed-compatible flags that were given."""
+    keys = {
+        "epochs": "train.max_epochs",
+        "patience": "train.early_stopping.patience",
+        "batch_size": "train.batch_size",
+        "device": "device",
+        "data_path": "data.path",
+        "dataset": "data.name",
+        "classes": "data.classes",
+        "seed": "seed",
+        "model": "model.name",
+        "lr": "train.lr",
+    }
+    return [f"{keys[k]}={v}" for k, v in flags.items() if v is not None]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class ConsoleTable:
+    """A live per-epoch table: one row per epoch as it finishes (works in a pipe too)."""
+
+    columns = (
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_acc",
+        "val_f1",
+        "val_mse",
+        "val_snr_db",
+        "lr/head",
+        "grad_norm",
+        "seconds",
+    )
+
+    def __init__(self) -> None:
+        self.shown: tuple[str, ...] = ()
+
+    def on_fit_start(self, ctx: object) -> None:
+        self.shown = ()
+
+    def on_epoch_end(self, ctx: object, report: object) -> None:
+        metrics = {"epoch": report.epoch, **report.metrics}  # type: ignore[attr-defined]
+        if not self.shown:
+            self.shown = tuple(c for c in self.columns if c in metrics)
+            console.print("  ".join(f"{c:>10}" for c in self.shown), style="bold", highlight=False, soft_wrap=True)
+        mark = " *" if report.improved else ""  # type: ignore[attr-defined]
+        console.print("  ".join(f"{_fmt(metrics[c]):>10}" for c in self.shown) + mark, highlight=False, soft_wrap=True)
+
+    def on_fit_end(self, ctx: object, result: object) -> None:
+        return None
+
+
+def _run_name(model: str) -> str:
+    import time
+
+    return f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# --------------------------------------------------------------------------- train / evaluate
+
+
+@app.command()
+def train(
+    overrides: OverridesArg = None,
+    config: ConfigOpt = None,
+    save_dir: SaveDirOpt = Path("runs"),
+    name: Annotated[str | None, typer.Option("--name", help="run directory name (default: model-timestamp)")] = None,
+    model: Annotated[str | None, typer.Option("--model", "--model-type", help="model family")] = None,
+    epochs: EpochsOpt = None,
+    patience: PatienceOpt = None,
+    batch_size: BatchOpt = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="train.lr")] = None,
+    device: DeviceOpt = None,
+    data_path: DataPathOpt = None,
+    dataset: DatasetOpt = None,
+    classes: ClassesOpt = None,
+    seed: SeedOpt = None,
+    plugin: PluginOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no per-epoch table")] = False,
+    mlflow: MlflowOpt = False,
+    mlflow_uri: MlflowUriOpt = None,
+    wandb: WandbOpt = False,
+    wandb_project: WandbProjectOpt = None,
+    wandb_entity: WandbEntityOpt = None,
+    wandb_group: WandbGroupOpt = None,
+    tensorboard: TensorboardOpt = False,
+) -> None:
+    """Train one model from a config file and/or dotted overrides; writes a run directory."""
+    load_plugins(plugin)
+    from tunelab.config import load_config
+    from tunelab.train import fit
+
+    flags = flag_overrides(
+        model=model,
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        lr=lr,
+        device=device,
+        data_path=data_path,
+        dataset=dataset,
+        classes=classes,
+        seed=seed,
+    )
+    cfg = load_config(config, flags + list(overrides or []))
+    run_dir = _writable(save_dir) / (name or _run_name(cfg.model.name))
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(f"{run_dir}: run directory already exists; pick another --name or --save-dir")
+    callbacks: list[object] = [] if quiet else [ConsoleTable()]
+    console.print(
+        f"training [bold]{cfg.model.name}[/] on [bold]{cfg.data.path or cfg.data.name}[/] → {run_dir}", highlight=False
+    )
+    from tunelab.track import run_tracking
+
+    tracking = tracking_config(
+        save_dir,
+        mlflow=mlflow,
+        mlflow_uri=mlflow_uri,
+        wandb=wandb,
+        wandb_project=wandb_project,
+        wandb_entity=wandb_entity,
+        wandb_group=wandb_group,
+        tensorboard=tensorboard,
+    )
+    with run_tracking(tracking, run_dir.name) as trackers:  # trackers first: they see every epoch
+        result = fit(cfg, callbacks=[*trackers, *callbacks], run_dir=run_dir)  # type: ignore[list-item]
+    m = result.metrics
+    shown = {k: v for k, v in m.items() if k.startswith("test_") or k in ("val_loss", "val_acc", "val_f1")}
+    console.print(
+        f"best epoch {result.best_epoch}/{result.epochs} ({result.stop_reason}), {result.n_params:,} parameters, "
+        f"{result.seconds:.1f}s\n" + "  ".join(f"{k}={_fmt(v)}" for k, v in shown.items()),
+        highlight=False,
+    )
+    console.print(f"run directory: {run_dir}", highlight=False)
+    for hint in tracking_hints(tracking):
+        console.print(hint, highlight=False, soft_wrap=True)  # commands stay copy-pastable
+
+
+def _writable(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".tunelab-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(
+            f"--save-dir {path}: not writable ({exc.strerror}); choose a directory you can write to"
+        ) from None
+    return path
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="run or study directory, or a best_model.pt checkpoint")],
+    device: DeviceOpt = None,
+    plugin: PluginOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print metrics as JSON")] = False,
+) -> None:
+    """Re-evaluate a trained model on its validation and test splits, without training (--test-only)."""
+    load_plugins(plugin)
+    import json
+
+    from tunelab.train.checkpoint import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(run, device or "auto")
+    if as_json:
+        console.print_json(json.dumps(metrics))
+        return
+    for k, v in metrics.items():
+        console.print(f"{k:>18}  {_fmt(v)}", highlight=False)
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@app.command("datasets")
+def datasets_cmd(
+    names: Annotated[list[str] | None, typer.Argument(help="datasets to show (default: all registered)")] = None,
+    plugin: PluginOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """List built-in (and plugin) datasets with their shapes: sequences, channels, lengths, classes, task, split."""
+    load_plugins(plugin)
+    import dataclasses
+    import json
+
+    from rich.table import Table
+
+    from tunelab.data.catalog import describe_datasets
+
+    infos = describe_datasets(names)
+    if as_json:
+        console.print_json(json.dumps([dataclasses.asdict(i) for i in infos]))
+        return
+    from rich import box
+
+    table = Table(
+        title="datasets: use with data.name (options: data.options; your own files: data.path)",
+        caption="out: classes, or regression targets / seq2seq output channels; split: official train/test",
+        title_justify="left",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    wide = console.width >= 110  # narrow terminals get the descriptions below the table
+    for col in ("name", "task", "N", "C", "length", "out", "split"):
+        table.add_column(col, no_wrap=True)
+    if wide:
+        table.add_column("description", overflow="fold", ratio=1)
+    for i in infos:
+        out = i.classes if i.task == "classification" else i.outputs
+        cells = [i.name, i.task, str(i.n), str(i.channels), f"{i.min_len}-{i.max_len}", str(out), i.split or "-"]
+        table.add_row(*cells, *([(i.note or i.doc).replace("``", "")] if wide else []))
+    console.print(table)
+    if not wide:
+        for i in infos:
+            console.print(f"[bold]{i.name}[/]: {(i.note or i.doc).replace('``', '')}", highlight=False)
+
+
+# --------------------------------------------------------------------------- models
+
+
+@app.command("models")
+def models_cmd(
+    names: Annotated[list[str] | None, typer.Argument(help="families to show (default: all)")] = None,
+    dataset: Annotated[str, typer.Option("--dataset", help="count parameters for this dataset")] = "japanese_vowels",
+    plugin: PluginOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """List model families: tunable fields (shape/value), defaults, parameter count on a dataset."""
+    load_plugins(plugin)
+    import dataclasses
+    import json
+
+    from rich.table import Table
+
+    from tunelab.models.catalog import dataset_meta, describe_families
+    from tunelab.registry import MODELS
+
+    for n in names or []:
+        MODELS.get(n)  # unknown name: one-line error with a suggestion
+    families = describe_families(dataset_meta(dataset), names)
+    if as_json:
+        console.print_json(json.dumps([dataclasses.asdict(f) for f in families], default=str))
+        return
+    for fam in families:
+        size = (
+            f"{fam.n_params:,} parameters on {dataset}"
+            if fam.n_params is not None
+            else f"not buildable for {dataset}: {fam.note}"
+        )
+        table = Table(
+            title=f"[bold]{fam.name}[/] — {fam.doc}",
+            caption=f"{size}; tasks: {', '.join(fam.tasks)}",
+            title_justify="left",
+            caption_justify="left",
+        )
+        for col in ("field", "type", "default", "kind", "description"):
+            table.add_column(col, overflow="fold")
+        for f in fam.fields:
+            table.add_row(f"model.{f.name}", f.type, str(f.default), f.kind, f.description)
+        console.print(table)
+
+
+# --------------------------------------------------------------------------- export
+
+
+@app.command("export")
+def export_cmd(
+    run: Annotated[Path, typer.Argument(help="run or study directory, or a best_model.pt checkpoint")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx | torchscript")] = "onnx",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="output file (default: model.onnx / model.torchscript.pt beside the checkpoint)"
+        ),
+    ] = None,
+    normalization: Annotated[
+        bool,
+        typer.Option(
+            "--normalization/--no-normalization",
+            help="put the data's normalisation inside the graph (raw inputs) or leave it to the caller",
+        ),
+    ] = True,
+    plugin: PluginOpt = None,
+) -> None:
+    """Export the best model with dynamic batch and length axes (inputs x [B,T,C], lengths [B]), checked against PyTorch."""
+    load_plugins(plugin)
+    from tunelab.export import export_run
+
+    result = export_run(run, fmt, out, normalize=normalization)
+    console.print(
+        f"exported {result.family} to {result.path} ({result.format} via {result.exporter}); "
+        f"max |diff| vs PyTorch on variable-length batches: {result.max_abs_diff:.2g}\n"
+        f"inputs: x {result.inputs['x']}; lengths {result.inputs['lengths']} → out {result.output}\n"
+        f"details (classes, normalisation): {result.path}.json",
+        highlight=False,
+        markup=False,
+    )
+
+
+# --------------------------------------------------------------------------- experiments / compare
+
+
+def _styled(comparison: object, name: str, metric: str) -> object:
+    """A comparison cell as rich Text: green/red when the interval says better/worse than the baseline."""
+    from rich.text import Text
+
+    row = comparison.row(name)  # type: ignore[attr-defined]
+    stat = row.stats.get(metric)
+    better = stat.better if stat is not None else None
+    style = "green" if better else ("red" if better is False else "")
+    return Text(comparison.cell(name, metric, sep="\n"), style=style)  # type: ignore[attr-defined]
+
+
+@app.command("experiments")
+def experiments_cmd(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="experiment-set YAML: base config, named experiments (dotted overrides), repeats, baseline"
+        ),
+    ],
+    overrides: OverridesArg = None,
+    save_dir: SaveDirOpt = Path("runs"),
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="Optuna storage URL (default sqlite:///<save-dir>/tunelab.db)")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="parallel worker processes sharing the queue")] = 1,
+    epochs: EpochsOpt = None,
+    device: DeviceOpt = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", help="metric columns of the table (repeatable; default: the set's metrics)"),
+    ] = None,
+    plugin: PluginOpt = None,
+) -> None:
+    """Run a designed set of experiments × seeds (resumable) and compare them with the baseline: mean ± std, change % with a 95% Welch interval, plots."""
+    load_plugins(plugin)
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    from tunelab.experiments import load_experiment_set, run_experiment_set
+    from tunelab.experiments.runner import EXPERIMENT, SEED, lead_metrics
+
+    flags = flag_overrides(epochs=epochs, device=device)
+    spec, jobs = load_experiment_set(file, flags + list(overrides or []))  # fail fast, before any storage is touched
+    lead = (list(metric or spec.metrics) or ["val_loss", "val_acc", "test_acc", "test_mse"])[:3]
+    count = [0]
+
+    def progress(trial: object) -> None:
+        count[0] += 1
+        t = trial  # an optuna FrozenTrial
+        attrs = t.user_attrs  # type: ignore[attr-defined]
+        label = f"{attrs.get(EXPERIMENT)} seed {attrs.get(SEED)}"
+        state = t.state.name  # type: ignore[attr-defined]
+        if state == "COMPLETE":
+            m = attrs.get("metrics") or {}
+            shown = "  ".join(f"{k}={_fmt(m[k])}" for k in lead if k in m)
+            console.print(
+                f"[green]✓[/] {count[0]:>3}  {escape(label)}: {shown}  ({_fmt(float(attrs.get('seconds') or 0))}s)",
+                highlight=False,
+            )
+        else:
+            console.print(
+                f"[yellow]✗[/] {count[0]:>3}  {escape(label)}: {state.lower()} ({escape(str(attrs.get('reason', '')))})",
+                highlight=False,
+            )
+
+    console.print(
+        f"experiment set [bold]{escape(spec.name)}[/]: {len(spec.experiments)} experiments, {len(jobs)} trials → {save_dir / spec.name}",
+        highlight=False,
+    )
+    result = run_experiment_set(
+        file,
+        overrides=flags + list(overrides or []),
+        save_dir=_writable(save_dir),
+        storage=storage,
+        workers=workers,
+        plugins=list(plugin or []),
+        on_trial=progress,
+    )
+    comp = result.comparison
+    cols = list(metric or lead_metrics(result.spec, comp)) + ["n_params", "seconds_per_epoch"]
+    unknown = [m for m in cols if m not in comp.metrics]
+    if unknown:
+        raise UserError(f"--metric {unknown[0]}: not a metric of these runs; use one of {', '.join(comp.metrics)}")
+    table = Table(
+        title=f"[bold]{result.spec.name}[/]: {result.ran} trials run now, {result.skipped} finished before",
+        caption=f"mean ± std over seeds (change vs {comp.baseline} in % [{comp.level:.0%} Welch t interval]); green/red: the interval excludes 0",
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("experiment")
+    table.add_column("n", justify="right")
+    for c in cols:
+        table.add_column(c, justify="right", overflow="fold")
+    for r in comp.rows:
+        name = Text(r.name + (" (baseline)" if r.baseline else ""), style="bold" if r.baseline else "")
+        table.add_row(name, str(r.n), *(_styled(comp, r.name, c) for c in cols))  # type: ignore[arg-type]
+    console.print(table)
+    console.print(
+        f"comparison: {result.files['md']} (all metrics: {result.files['csv'].name}, {result.files['json'].name}); plots in {result.study_dir / 'plots'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("compare")
+def compare_cmd(
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="run dirs, study dirs (their best trial) or STUDY_DIR#TRIAL; the first is the baseline"),
+    ],
+    reference: Annotated[
+        bool,
+        typer.Option(
+            "--reference", help="add a MiniRocket row fitted on the baseline's data splits (tunelab[baselines])"
+        ),
+    ] = False,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="metrics to show (repeatable; default: all)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="also write the table: .csv, .json or .md")] = None,
+    plugin: PluginOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
+) -> None:
+    """Compare runs, trials and study bests: each metric and its change in % against the first, parameters, seconds/epoch."""
+    load_plugins(plugin)
+    import json
+
+    from rich.table import Table
+
+    from tunelab.experiments import compare_sources
+
+    comp, entries, hint = compare_sources(sources, reference=reference, metrics=metric)
+    if out is not None:
+        from tunelab.results.io import write_json, write_text
+
+        if out.suffix == ".json":
+            write_json(out, comp.to_dict())
+        elif out.suffix == ".md":
+            write_text(out, comp.to_markdown())
+        elif out.suffix == ".csv":
+            write_text(out, comp.to_frame().to_csv(index=False))
+        else:
+            raise UserError(f"--out {out}: use a .csv, .json or .md file name")
+    if as_json:
+        console.print_json(json.dumps(comp.to_dict(), default=str))
+    else:
+        table = Table(
+            caption=f"value (change vs {comp.baseline} in %); green: better, red: worse",
+            title_justify="left",
+            caption_justify="left",
+        )
+        table.add_column("metric")
+        for r in comp.rows:
+            table.add_column(r.name + (" (baseline)" if r.baseline else ""), justify="right", overflow="fold")
+        for m in comp.metrics:
+            if all(comp.row(r.name).stats[m].summary.n == 0 for r in comp.rows):
+                continue
+            table.add_row(m, *(_styled(comp, r.name, m) for r in comp.rows))  # type: ignore[arg-type]
+        table.add_row("epochs", *(_fmt(r.epochs) if r.epochs == r.epochs else "—" for r in comp.rows))
+        console.print(table)
+        for e in entries:
+            if e.reference and e.note:
+                console.print(f"{e.name}: {e.note}", highlight=False, markup=False)
+    if hint:
+        from rich.markup import escape
+
+        err_console.print(f"[yellow]note:[/] {escape(hint)}", highlight=False)
+
+
+# --------------------------------------------------------------------------- tune / space
+
+StudyConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="study YAML/JSON (or an experiment file: searched with the default space)"),
+]
+ModelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "--model-type", help="model family, or several: gru,lstm,transformer (searched as model.name)"
+    ),
+]
+EnhancedOpt = Annotated[
+    bool | None,
+    typer.Option("--enhanced/--standard", help="bilstm: enhanced (attention, conv, gated residuals) or standard"),
+]
+PhaseOpt = Annotated[
+    str | None, typer.Option("--phase", help="tune only this phase's parameters (earlier phases' best fixed)")
+]
+GridOpt = Annotated[
+    str | None, typer.Option("--grid", help="exhaustive search over a named grid of the study file (e.g. quick, full)")
+]
+
+
+@app.command("tune")
+def tune_cmd(
+    overrides: OverridesArg = None,
+    config: StudyConfigOpt = None,
+    model: ModelsOpt = None,
+    enhanced: EnhancedOpt = None,
+    auto_tune_all: Annotated[
+        bool,
+        typer.Option(
+            "--auto-tune-all",
+            help="one study per family in turn (--model list, else BiLSTM standard/enhanced, transformer, TCN), then a comparison",
+        ),
+    ] = False,
+    trials: Annotated[
+        int | None,
+        typer.Option("--trials", "--n-trials", min=1, help="trials to run now (default 20; a whole grid with --grid)"),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=1, help="seconds; start no trial after this")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the study (--study-name, else the newest of this name)")
+    ] = False,
+    save_dir: SaveDirOpt = Path("runs"),
+    study_name: Annotated[
+        str | None, typer.Option("--study-name", help="exact study name (default: the study file's name + a timestamp)")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Optuna storage URL (default sqlite:///<save-dir>/tunelab.db; journal:///file.log; postgresql://...)",
+        ),
+    ] = None,
+    best_params: Annotated[
+        Path | None,
+        typer.Option("--best-params", help="best_params.json of an earlier phase (default: found in the storage)"),
+    ] = None,
+    phase: PhaseOpt = None,
+    grid: GridOpt = None,
+    sampler: Annotated[
+        str | None, typer.Option("--sampler", help="tpe | random | grid | cmaes | gp | qmc | nsga2")
+    ] = None,
+    pruner: Annotated[
+        str | None, typer.Option("--pruner", help="median | percentile | asha | hyperband | none")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="worker processes sharing the study")] = 1,
+    pack_size: Annotated[
+        str,
+        typer.Option(
+            "--pack-size",
+            help="trials trained at once as one stacked model (same family and shapes): N, or auto (by GPU memory; 1 on CPU)",
+        ),
+    ] = "1",
+    enqueue: Annotated[
+        Path | None,
+        typer.Option("--enqueue", help="JSON/YAML of known configurations (parameter → value) to evaluate first"),
+    ] = None,
+    objectives: Annotated[
+        str | None,
+        typer.Option("--objectives", "--objective", help="metric(s), e.g. val_f1 or val_f1,n_params (Pareto front)"),
+    ] = None,
+    epochs: EpochsOpt = None,
+    patience: PatienceOpt = None,
+    batch_size: BatchOpt = None,
+    device: DeviceOpt = None,
+    data_path: DataPathOpt = None,
+    dataset: DatasetOpt = None,
+    classes: ClassesOpt = None,
+    seed: SeedOpt = None,
+    plugin: PluginOpt = None,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="skip the analysis (plots, report.html) at the end")
+    ] = False,
+    wandb: Annotated[
+        bool, typer.Option("--wandb", help="log trials to Weights & Biases (offline unless WANDB_API_KEY is set)")
+    ] = False,
+    wandb_project: Annotated[str | None, typer.Option("--wandb-project", help="W&B project")] = None,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="log trials to MLflow (sqlite:///<save-dir>/mlflow.db unless --mlflow-uri)")
+    ] = False,
+    mlflow_uri: Annotated[str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI")] = None,
+    tensorboard: Annotated[
+        bool, typer.Option("--tensorboard", help="write TensorBoard scalars under <save-dir>/tensorboard")
+    ] = False,
+) -> None:
+    """Search hyperparameters (and model families) with Optuna; writes runs/<study>/ with the best model."""
+    load_plugins(plugin)
+    import optuna
+
+    from tunelab.tune import TuneOptions, tune
+    from tunelab.tune import auto_tune_all as run_all
+    from tunelab.tune.console import ConsoleReporter
+    from tunelab.tune.flags import family_labels, study_from_flags
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the reporter prints Optuna-style lines itself
+    flags = flag_overrides(
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        device=device,
+        data_path=data_path,
+        dataset=dataset,
+        classes=classes,
+        seed=seed,
+    )
+    labels = family_labels(model, enhanced)
+    cfg, locked = study_from_flags(
+        config,
+        overrides=list(overrides or []),
+        base_flags=flags,
+        models=None if auto_tune_all else model,
+        enhanced=None if auto_tune_all else enhanced,
+        objectives=objectives,
+        sampler=sampler,
+        pruner=pruner,
+        storage=storage,
+        n_trials=trials,
+        timeout=timeout,
+        seed=seed,
+    )
+    tracking = None
+    if wandb or mlflow or mlflow_uri or tensorboard:
+        import os
+
+        from tunelab.track import TrackingConfig
+
+        wb = {
+            "enabled": wandb,
+            "mode": "online" if os.environ.get("WANDB_API_KEY") else "offline",
+            **({"project": wandb_project} if wandb_project else {}),
+        }
+        tracking = TrackingConfig.model_validate(
+            {
+                "save_dir": save_dir,
+                "mlflow": mlflow_uri or ("auto" if mlflow else None),
+                "wandb": wb,
+                "tensorboard": tensorboard,
+            }
+        )
+    opts = TuneOptions(
+        phase=phase,
+        grid=grid,
+        best_params=best_params,
+        resume=resume,
+        study_name=study_name,
+        save_dir=_writable(save_dir),
+        workers=workers,
+        pack_size=pack_size,
+        enqueue=enqueue,
+        locked=locked,
+        plugins=tuple(plugin or ()),
+        report=not no_report,
+        tracking=tracking,
+        source=str(config or "command line"),
+    )
+    reporter = ConsoleReporter(console)
+    if not auto_tune_all:
+        tune(cfg, opts, reporter=reporter)
+        return
+    from rich.table import Table
+
+    from tunelab.tune.report import comparison_rows, fmt_value
+
+    results = run_all(cfg, labels, opts, reporter=reporter)
+    rows = comparison_rows(results)
+    table = Table(title=f"families compared on {results[0].objectives[0]}", title_justify="left")
+    cols = ["family", "value", "test_acc", "test_f1", "n_params", "complete", "pruned", "failed", "study"]
+    cols = [c for c in cols if any(r.get(c) is not None for r in rows)]
+    for c in cols:
+        table.add_column(c, justify="right" if c not in ("family", "study") else "left")
+    for r in rows:
+        table.add_row(*("-" if r.get(c) is None else fmt_value(r[c]) for c in cols))
+    console.print(table)
+
+
+@app.command("space")
+def space_cmd(
+    overrides: OverridesArg = None,
+    config: StudyConfigOpt = None,
+    show: Annotated[bool, typer.Option("--show/--no-show", help="print the space (the default)")] = True,
+    model: ModelsOpt = None,
+    enhanced: EnhancedOpt = None,
+    phase: PhaseOpt = None,
+    grid: GridOpt = None,
+    plugin: PluginOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """Show a study's search space without running it: parameters, ranges, conditions, grid sizes."""
+    load_plugins(plugin)
+    import dataclasses
+    import json
+
+    from rich.table import Table
+
+    from tunelab.tune.flags import study_from_flags
+    from tunelab.tune.space import build_space, grid_size
+
+    cfg, locked = study_from_flags(config, overrides=list(overrides or []), models=model, enhanced=enhanced)
+    space = build_space(cfg, phase=phase, grid=grid, locked=locked, source=str(config or "command line"))
+    grids = {name: grid_size(g) for name, g in cfg.grids.items()}
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "params": [dataclasses.asdict(r) for r in space.rows()],
+                    "size": space.size(),
+                    "grids": grids,
+                    "phases": list(cfg.phases),
+                }
+            )
+        )
+        return
+    if not show:
+        return
+    table = Table(
+        title=f"search space of {cfg.name}"
+        + (f" — phase {phase}" if phase else "")
+        + (f" — grid {grid}" if grid else ""),
+        title_justify="left",
+    )
+    for col in ("parameter", "type", "range", "when", "families", "values"):
+        table.add_column(col, overflow="fold")
+    for r in space.rows():
+        table.add_row(r.key, r.type, r.range, r.when, r.families, "" if r.size is None else str(r.size))
+    console.print(table)
+    size = space.size()
+    console.print(
+        f"combinations: {size:,}" if size is not None else "combinations: continuous (unbounded)", highlight=False
+    )
+    for name, n in grids.items():
+        console.print(f"grid '{name}': {n:,} combinations", highlight=False)
+    if cfg.phases:
+        console.print("phases: " + ", ".join(cfg.phases), highlight=False)
+
+
+# --------------------------------------------------------------------------- analyze / monitor
+
+StudyDirArg = Annotated[Path | None, typer.Argument(help="study directory (runs/<study>, holds study.json)")]
+StorageOpt = Annotated[
+    str | None, typer.Option("--storage", help="Optuna storage URL (instead of a study directory; with --study)")
+]
+StudyNameOpt = Annotated[str | None, typer.Option("--study", "--study-name", help="study name in --storage")]
+
+
+@app.command("analyze")
+def analyze_cmd(
+    study_dir: StudyDirArg = None,
+    storage: StorageOpt = None,
+    study: StudyNameOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="where analysis/, plots/ and report.html go (default: the study directory)"),
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="how many best trials to list")] = 5,
+    gap_threshold: Annotated[
+        float | None,
+        typer.Option("--gap-threshold", help="flag trials whose train-val gap exceeds this (default 0.05)"),
+    ] = None,
+    importance: Annotated[str, typer.Option("--importance", help="fanova | ped_anova | mdi")] = "fanova",
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="tables only: no PNG/HTML plots")] = False,
+) -> None:
+    """What the study taught: top trials, importance, impact, overfitting, pruning; writes report.html (works while it runs)."""
+    from tunelab.analysis import analyze
+    from tunelab.analysis.console import renderables
+
+    result = analyze(
+        storage,
+        study,
+        out,
+        study_dir=study_dir,
+        top_k=top_k,
+        gap_threshold=gap_threshold,
+        importance=importance,
+        plots=not no_plots,
+    )
+    for item in renderables(result):
+        console.print(item, highlight=False)
+    if result.out_dir is None:
+        console.print(
+            "nothing written: pass --out DIR (or a study directory) to save the tables, plots and report.html",
+            highlight=False,
+        )
+
+
+@app.command("monitor")
+def monitor_cmd(
+    study_dir: StudyDirArg = None,
+    storage: StorageOpt = None,
+    study: StudyNameOpt = None,
+    interval: Annotated[float, typer.Option("--interval", min=0.2, help="seconds between refreshes")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="print one frame and exit")] = False,
+) -> None:
+    """Live view of a running study: trials by state, running trials' epoch and metric, best so far, rate, ETA."""
+    from tunelab.analysis.monitor import watch
+    from tunelab.analysis.source import load_study, resolve_study
+
+    ref = resolve_study(study_dir, storage=storage, study_name=study)
+    watch(load_study(ref), console, interval=interval, once=once)
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    study_dir: StudyDirArg = None,
+    storage: StorageOpt = None,
+    study: StudyNameOpt = None,
+    host: Annotated[
+        str, typer.Option("--host", help="interface to listen on (loopback by default; 0.0.0.0 exposes it)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port to listen on")] = 8080,
+) -> None:
+    """Open optuna-dashboard on a study's storage (STUDY_DIR, or --storage URL for every study in it)."""
+    from tunelab.track.dashboard import resolve_target, serve
+
+    target = resolve_target(study_dir, storage, study)
+
+    def ready(url: str) -> None:
+        console.print(f"optuna-dashboard: [bold]{url}[/] (Ctrl+C to stop)", highlight=False, soft_wrap=True)
+
+    try:
+        serve(target, host=host, port=port, on_ready=ready)
+    except KeyboardInterrupt:
+        console.print("dashboard stopped", highlight=False)
