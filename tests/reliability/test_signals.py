@@ -1,0 +1,66 @@
+"""Ctrl+C (SIGINT) and SIGTERM mid-trial: the trial is FAIL "interrupted", the finished trials'
+artifacts are written, the exit code is 130/143, and ``--resume`` finishes the study."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.common import FINISHED, check_artifacts, cli_cmd, env, run_cli, study_file, trials_of
+from tests.reliability.conftest import FIGURES
+
+
+def _wait_for(path_glob: str, root: Path, count: int, proc: subprocess.Popen[str], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list(root.glob(path_glob))) < count:
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the study never got there"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_fails_the_running_trial_and_resume_finishes(tmp_path: Path, sig: signal.Signals, code: int) -> None:
+    base = {**__import__("tests.reliability.common", fromlist=["TINY_BASE"]).TINY_BASE}
+    base["train"] = {**base["train"], "max_epochs": 40}  # long enough to be caught mid-training
+    cfg = study_file(tmp_path / "study.yaml", base=base, pruner="none", budget={"n_trials": 4})
+    runs, name = tmp_path / "runs", "sig"
+    args = ["tune", "-c", str(cfg), "--study-name", name, "--save-dir", str(runs), "--no-report"]
+    proc = subprocess.Popen(
+        cli_cmd(*args), cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        _wait_for("trials/1-*/metrics.jsonl", runs / name, 1, proc)  # trial 0 done, trial 1 training
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    FIGURES["signals"] += 1
+
+    trials = trials_of(runs / "tunelab.db", name)
+    states = [t.state.name for t in trials]
+    assert "RUNNING" not in states, states
+    assert states[0] == "COMPLETE" and states[-1] == "FAIL", states
+    assert trials[-1].user_attrs.get("reason") == "interrupted"
+    study_dir = runs / name
+    assert not check_artifacts(study_dir)  # no temporary file left behind either
+    results = json.loads((study_dir / "study_results.json").read_text())
+    assert [t["state"] for t in results["trials"]] == states  # written after the interrupt
+    assert results["trials"][-1]["reason"] == "interrupted"
+    assert (study_dir / "best_model.pt").is_file() and (study_dir / "best_params.json").is_file()
+    assert (study_dir / trials[0].user_attrs["run_dir"] / "best_model.pt").is_file()
+
+    remaining = 4 - sum(s in FINISHED for s in states)
+    done = run_cli(*args, "--resume", "--trials", str(remaining), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    states = [t.state.name for t in trials_of(runs / "tunelab.db", name)]
+    assert sum(s in FINISHED for s in states) == 4 and "RUNNING" not in states, states
+    check_artifacts(study_dir)
