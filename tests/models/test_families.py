@@ -99,3 +99,19 @@ def test_bilstm_input_dropouts_drop_whole_steps_and_channels() -> None:
 def test_unsupported_task_is_a_user_error() -> None:
     with pytest.raises(UserError, match="bilstm_enhanced does not support seq2seq"):
         build_model(BiLSTMEnhancedConfig(), S2S)
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_forward_rnn_over_padding_equals_each_sequence_alone(name: str, pooling: str) -> None:
+    # the forward-only recurrence runs over the padded batch (no packing): each sequence's output
+    # must equal what the model gives it alone, trimmed to its own length
+    torch.manual_seed(0)
+    cfg = validate_config(apply_overrides({}, [f"model.name={name}", "model.num_layers=2", f"model.pooling={pooling}"]))
+    model = build_model(cfg.model, CLS).eval()
+    x, lengths = torch.randn(5, 10, 3), torch.tensor([10, 3, 7, 1, 5])
+    x = x * (torch.arange(10)[None, :, None] < lengths[:, None, None])
+    batched = model(x, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        alone = model(x[i : i + 1, :n], lengths[i : i + 1])
+        torch.testing.assert_close(batched[i : i + 1], alone, rtol=1e-5, atol=1e-6)

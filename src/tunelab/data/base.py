@@ -7,6 +7,7 @@ zeros and is masked everywhere downstream (models, losses, normalisation), never
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
 import torch
@@ -79,6 +80,11 @@ class SequenceData:
             split=None if self.split is None else self.split.to(device),
             extras={k: v.to(device) for k, v in self.extras.items()},
         )
+
+    @cached_property
+    def host_lengths(self) -> Tensor:
+        """``lengths`` on the CPU, copied once: batch trimming reads it without waiting for the device."""
+        return self.lengths.cpu()
 
     def mask(self) -> Tensor:
         """Bool ``[N, T]``: True on valid steps."""

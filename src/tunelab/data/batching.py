@@ -48,10 +48,13 @@ def batch_indices(
 
 
 def make_batch(data: SequenceData, idx: Tensor) -> Batch:
-    """Gather rows ``idx`` and trim time to the longest sequence in the batch."""
-    idx = idx.to(data.x.device)
+    """Gather rows ``idx`` and trim time to the longest sequence in the batch.
+
+    The trim length comes from a host copy of the lengths (``idx`` from :func:`batch_indices` is
+    on the CPU), so building a batch never waits for the device."""
+    t_max = int(data.host_lengths[idx.cpu()].max())
+    idx = idx.to(data.x.device, non_blocking=True)
     lengths = data.lengths[idx]
-    t_max = int(lengths.max())  # one host sync per batch; it buys an exact trim of padding
     inputs = {"x": data.x[idx, :t_max], "lengths": lengths}
     for key, value in data.extras.items():
         inputs[key] = value[idx]

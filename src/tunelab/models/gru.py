@@ -38,8 +38,11 @@ class LSTMConfig(GRUConfig):
 class RNNClassifier(nn.Module):
     """Recurrent encoder + pooling + head (a per-step head for seq2seq data).
 
-    Layers run one at a time (so LayerNorm and dropout can sit between them) over packed
-    sequences, so padding never enters the recurrence."""
+    Layers run one at a time (so LayerNorm and dropout can sit between them).  A forward-only
+    recurrence runs over the padded batch: a step depends only on earlier steps, so every valid
+    step is exact and padded steps are masked out — no packing, and no wait for the device to hand
+    the lengths to the host.  A bidirectional one runs over packed sequences, so the backward
+    direction starts at each sequence's own last step."""
 
     def __init__(self, cell: type[nn.GRU] | type[nn.LSTM], cfg: GRUConfig, meta: DataMeta) -> None:
         super().__init__()
@@ -61,12 +64,15 @@ class RNNClassifier(nn.Module):
 
     def encode(self, x: Tensor, lengths: Tensor) -> Tensor:
         t = x.shape[1]
-        packed_lengths = lengths.cpu()
+        packed_lengths = lengths.cpu() if self.bidirectional else None
         h = x
         for i, (rnn, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
-            packed = nn.utils.rnn.pack_padded_sequence(h, packed_lengths, batch_first=True, enforce_sorted=False)
-            out, _ = rnn(packed)
-            h, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
+            if packed_lengths is None:
+                h, _ = rnn(h)
+            else:
+                packed = nn.utils.rnn.pack_padded_sequence(h, packed_lengths, batch_first=True, enforce_sorted=False)
+                out, _ = rnn(packed)
+                h, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
             h = norm(h)
             if i < len(self.layers) - 1:
                 h = self.drop(h)
