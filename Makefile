@@ -21,7 +21,7 @@ demo: setup  ## a real study end to end on JapaneseVowels (CPU, a few minutes)
 	$(BIN)/tunelab tune --config examples/quickstart.yaml --save-dir runs
 
 test: setup lint  ## lint, type-check and the test suite (what CI runs)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 3 --dist worksteal
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples

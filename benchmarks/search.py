@@ -661,6 +661,89 @@ def _measured_args(argv: list[str]) -> list[str]:
     return out
 
 
+# --------------------------------------------------------------------------- packs
+
+
+def pack_study(n_trials: int, pack_size: str, device: str, max_epochs: int, write: bool, command: str) -> None:
+    """The same study of ``n_trials`` twice, one trial at a time and in packs; wall-clock and best score.
+
+    The space searches value parameters only (the seeds' GRU shape is fixed), so every trial can
+    share a pack: learning rate, weight decay, dropout, Adam's beta1, clipping and label smoothing.
+    Both runs use tunelab's ``tune`` (TPE; constant liar in pack mode, as ``--pack-size`` sets it)
+    on a SQLite storage, after a warm-up fit.
+    """
+    import optuna
+    import torch
+
+    from tunelab.config import ExperimentConfig
+    from tunelab.data import prepare
+    from tunelab.train import fit
+    from tunelab.tune import LogReporter, TuneOptions, study_from_mapping, tune
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = {
+        "data": {"dataset": "japanese_vowels"},
+        "model": {"name": "gru", "hidden_dim": 128, "num_layers": 2},
+        "train": {"batch_size": 32, "max_epochs": max_epochs, "early_stopping": {"patience": None}},
+        "device": device,
+    }
+    space = {
+        "train.lr": {"low": 3e-4, "high": 1e-2, "log": True},
+        "train.weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+        "model.dropout": {"low": 0.0, "high": 0.5},
+        "train.beta1": {"low": 0.8, "high": 0.95},
+        "train.clip_norm": {"low": 0.5, "high": 5.0},
+        "loss.label_smoothing": {"low": 0.0, "high": 0.2},
+    }
+    study = study_from_mapping(
+        {"name": "packs", "base": base, "space": space, "budget": {"n_trials": n_trials}, "objective": OBJECTIVE}
+    )
+    cfg0 = ExperimentConfig.model_validate(base)
+    data = prepare(cfg0.data, cfg0.seed)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, size in (("one trial at a time", "1"), (f"packs ({pack_size})", pack_size)):
+            fit(
+                cfg0.model_copy(update={"train": cfg0.train.model_copy(update={"max_epochs": 1})}), data=data
+            )  # warm-up
+            t0 = time.perf_counter()
+            result = tune(
+                study,
+                TuneOptions(save_dir=tmp, study_name=f"packs-{size}", report=False, pack_size=size),
+                data=data,
+                reporter=LogReporter(),
+            )
+            seconds = time.perf_counter() - t0
+            rows.append(
+                (
+                    label,
+                    seconds,
+                    result.best_values[0] if result.best_values else float("nan"),
+                    result.best_metrics.get("test_acc", float("nan")),
+                )
+            )
+    base_s = rows[0][1]
+    lines = [
+        "| run | trials | wall-clock s | speed-up | best val_acc | its test_acc |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(f"| {r[0]} | {n_trials} | {r[1]:.1f} | {base_s / r[1]:.2f}x | {r[2]:.4f} | {r[3]:.4f} |" for r in rows),
+    ]
+    label = device_label(device)
+    section = "\n".join(
+        [
+            f"## A {n_trials}-trial study with and without packs, {dt.datetime.now():%Y-%m-%d %H:%M}, {label} (torch {torch.__version__})",
+            "",
+            f"`{command}`",
+            "",
+            *lines,
+        ]
+    )
+    print(section)
+    if write:
+        append_results(section)
+        print(f"appended to {RESULTS}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny CPU smoke run (2 seeds, 12-epoch budget)")
@@ -676,8 +759,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="keep the studies in --out's records.jsonl, run the rest")
     parser.add_argument("--max-studies", type=int, help="run at most this many (missing) studies, seeds first")
     parser.add_argument("--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    parser.add_argument("--pack-study", type=int, metavar="N", help="instead: an N-trial study with and without packs")
+    parser.add_argument("--pack-size", default="auto", help="with --pack-study: auto or K (default auto)")
     args = parser.parse_args(argv)
 
+    if args.pack_study:
+        command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/search.py", *_measured_args(sys.argv[1:])])
+        epochs = args.max_epochs or (5 if args.quick else 30)
+        pack_study(args.pack_study, args.pack_size, args.device, epochs, not args.no_write, command)
+        return
     if args.from_records is not None:
         header, records = read_records(args.from_records)
         out = args.out or args.from_records.parent

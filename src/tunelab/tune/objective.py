@@ -252,8 +252,8 @@ class Objective:
         try:
             data = self.data.get(run.cfg)
             with self.context(trial, run.params) as extra:
-                # trackers see each epoch before the pruner may end the trial
-                callbacks = [*extra, *self.callbacks, run.follow]
+                # trackers see each epoch before the pruner may end the trial; the follower records it before user callbacks run
+                callbacks = [*extra, run.follow, *self.callbacks]
                 return fit(run.cfg, data=data, callbacks=callbacks, run_dir=run.run_dir)
         except BaseException as exc:  # noqa: BLE001  (fail() re-raises it as the outcome Optuna records)
             self.fail(trial, run, exc)

@@ -207,7 +207,7 @@ def _solo(batch: _Batch, objective: Objective, trial: optuna.Trial, run: TrialRu
     try:
         data = objective.data.get(run.cfg)
         with objective.context(trial, run.params) as extra:
-            result = fit(run.cfg, data=data, callbacks=[*extra, *objective.callbacks, run.follow], run_dir=run.run_dir)
+            result = fit(run.cfg, data=data, callbacks=[*extra, run.follow, *objective.callbacks], run_dir=run.run_dir)
     except BaseException as exc:  # noqa: BLE001  (told as the trial's outcome)
         error = exc
     _tell_outcome(batch, objective, trial, run, result, error)
@@ -230,7 +230,7 @@ def _pack(batch: _Batch, objective: Objective, members: list[tuple[optuna.Trial,
                 per_member = []
                 for trial, run in chunk:
                     extra = stack.enter_context(objective.context(trial, run.params))
-                    per_member.append([*extra, *objective.callbacks, run.follow])
+                    per_member.append([*extra, run.follow, *objective.callbacks])
                 results = fit_pack(
                     [run.cfg for _, run in chunk], data, per_member, run_dirs=[run.run_dir for _, run in chunk]
                 )
