@@ -682,7 +682,7 @@ def pack_study(n_trials: int, pack_size: str, device: str, max_epochs: int, writ
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = {
-        "data": {"dataset": "japanese_vowels"},
+        "data": {"name": "japanese_vowels"},
         "model": {"name": "gru", "hidden_dim": 128, "num_layers": 2},
         "train": {"batch_size": 32, "max_epochs": max_epochs, "early_stopping": {"patience": None}},
         "device": device,

@@ -27,7 +27,7 @@ from tunelab.data.base import DataMeta
 from tunelab.models import build_model, count_parameters
 from tunelab.pack.engine import PackEngine
 from tunelab.pack.model import NotPackable, pack_models
-from tunelab.train.callbacks import Callback, Diverged, EpochReport, FitContext, StopTraining
+from tunelab.train.callbacks import Callback, Diverged, EarlyStopper, EpochReport, FitContext, StopTraining
 from tunelab.train.device import resolve_device
 
 if TYPE_CHECKING:
@@ -77,33 +77,13 @@ def packable(cfg: ExperimentConfig, meta: DataMeta) -> bool:
     return True
 
 
-class _EarlyStopper:
-    def __init__(self, mode: str, patience: int | None, min_delta: float) -> None:
-        self.sign = 1.0 if mode == "min" else -1.0
-        self.patience, self.min_delta = patience, min_delta
-        self.best = math.inf
-        self.bad = 0
-
-    def update(self, value: float) -> bool:
-        score = self.sign * value
-        if score < self.best - self.min_delta:
-            self.best, self.bad = score, 0
-            return True
-        self.bad += 1
-        return False
-
-    @property
-    def stop(self) -> bool:
-        return self.patience is not None and self.bad >= self.patience
-
-
 @dataclass
 class _Member:
     index: int
     cfg: ExperimentConfig
     callbacks: Sequence[Callback]
     ctx: FitContext
-    stopper: _EarlyStopper
+    stopper: EarlyStopper
     writer: Any
     history: list[EpochReport] = field(default_factory=list)
     best_epoch: int = 0
@@ -193,7 +173,7 @@ def fit_pack(
                 cfg,
                 callbacks_per_member[i],
                 ctx,
-                _EarlyStopper(monitor_mode(es.monitor, es.mode), es.patience, es.min_delta),
+                EarlyStopper(monitor_mode(es.monitor, es.mode), es.patience, es.min_delta),
                 writer,
             )
         )

@@ -7,6 +7,7 @@ cleanly by raising :class:`StopTraining` (the best weights so far are kept).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from tunelab.config import ExperimentConfig
     from tunelab.data.base import DataMeta
 
-__all__ = ["Callback", "Diverged", "EpochReport", "FitContext", "StopTraining"]
+__all__ = ["Callback", "Diverged", "EarlyStopper", "EpochReport", "FitContext", "StopTraining"]
 
 
 class StopTraining(Exception):
@@ -81,3 +82,26 @@ class BaseCallback:
 
 
 __all__.append("BaseCallback")
+
+
+class EarlyStopper:
+    """Patience on one monitored metric (``mode`` "min" or "max"); one per run or pack member."""
+
+    def __init__(self, mode: str, patience: int | None, min_delta: float) -> None:
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.patience, self.min_delta = patience, min_delta
+        self.best = math.inf
+        self.bad = 0
+
+    def update(self, value: float) -> bool:
+        """Record ``value``; True when it is a new best."""
+        score = self.sign * value
+        if score < self.best - self.min_delta:
+            self.best, self.bad = score, 0
+            return True
+        self.bad += 1
+        return False
+
+    @property
+    def stop(self) -> bool:
+        return self.patience is not None and self.bad >= self.patience

@@ -25,7 +25,7 @@ from tunelab.data.base import SequenceData
 from tunelab.data.batching import batch_indices, make_batch
 from tunelab.models import build_model, count_parameters
 from tunelab.results.run import RunWriter
-from tunelab.train.callbacks import Callback, Diverged, EpochReport, FitContext, StopTraining
+from tunelab.train.callbacks import Callback, Diverged, EarlyStopper, EpochReport, FitContext, StopTraining
 from tunelab.train.device import resolve_device, seed_everything
 from tunelab.train.losses import SequenceLoss, build_loss
 from tunelab.train.metrics import (
@@ -122,27 +122,6 @@ def _autocast(device: torch.device, amp: bool) -> Any:
     return nullcontext()
 
 
-class _EarlyStopper:
-    def __init__(self, mode: str, patience: int | None, min_delta: float) -> None:
-        self.sign = 1.0 if mode == "min" else -1.0
-        self.patience, self.min_delta = patience, min_delta
-        self.best = math.inf
-        self.bad = 0
-
-    def update(self, value: float) -> bool:
-        """Record ``value``; True when it is a new best."""
-        score = self.sign * value
-        if score < self.best - self.min_delta:
-            self.best, self.bad = score, 0
-            return True
-        self.bad += 1
-        return False
-
-    @property
-    def stop(self) -> bool:
-        return self.patience is not None and self.bad >= self.patience
-
-
 def fit(
     cfg: ExperimentConfig,
     *,
@@ -188,7 +167,7 @@ def _fit(
     schedule = LRSchedule(tc, steps_per_epoch)
     es_cfg = tc.early_stopping
     monitor = es_cfg.monitor
-    stopper = _EarlyStopper(monitor_mode(monitor, es_cfg.mode), es_cfg.patience, es_cfg.min_delta)
+    stopper = EarlyStopper(monitor_mode(monitor, es_cfg.mode), es_cfg.patience, es_cfg.min_delta)
     params = [p for p in model.parameters() if p.requires_grad]
     clip = tc.clip_norm if tc.clip_norm is not None else math.inf
     gen = torch.Generator().manual_seed(cfg.seed)

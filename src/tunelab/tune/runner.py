@@ -578,24 +578,7 @@ def tune(
 
             tracking = stack.enter_context(study_tracking(opts.tracking, name, resolved))
         try:
-            if opts.workers == 1 and pack_size != 1:
-                _run_packed(
-                    study,
-                    space,
-                    objectives,
-                    study_dir,
-                    cache,
-                    callbacks,
-                    prune,
-                    trial_context(study, journal, tracking),
-                    n_trials,
-                    cfg.budget.timeout,
-                    writer,
-                    rep,
-                    guard,
-                    pack_size,
-                )
-            elif opts.workers == 1:
+            if opts.workers == 1:
                 _run_here(
                     study,
                     space,
@@ -610,6 +593,7 @@ def tune(
                     writer,
                     rep,
                     guard,
+                    pack_size,
                 )
             else:
                 if tracking is not None:
@@ -663,44 +647,27 @@ def _run_here(
     writer: StudyWriter,
     rep: Reporter,
     guard: _FailureGuard,
+    pack_size: int | str = 1,
 ) -> None:
+    """Trials in this process: one at a time through ``study.optimize``, or in packs."""
     objective = Objective(space, objectives, study_dir, data=cache, callbacks=callbacks, prune=prune, trial_context=ctx)
 
-    def after(study: optuna.Study, trial: FrozenTrial) -> None:
-        writer.update(study, objectives)
-        rep.trial(study, trial)
-        if guard(trial):
-            study.stop()
-
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,), callbacks=[after])
-
-
-def _run_packed(
-    study: optuna.Study,
-    space: SearchSpace,
-    objectives: list[str],
-    study_dir: Path,
-    cache: DataCache,
-    callbacks: Sequence[Callback],
-    prune: bool,
-    ctx: Any,
-    n_trials: int | None,
-    timeout: float | None,
-    writer: StudyWriter,
-    rep: Reporter,
-    guard: _FailureGuard,
-    pack_size: int | str,
-) -> None:
-    from tunelab.tune.packs import run_packs
-
-    objective = Objective(space, objectives, study_dir, data=cache, callbacks=callbacks, prune=prune, trial_context=ctx)
-
-    def after(study: optuna.Study, trial: FrozenTrial) -> bool:
+    def told(study: optuna.Study, trial: FrozenTrial) -> bool:
         writer.update(study, objectives)
         rep.trial(study, trial)
         return guard(trial)
 
-    run_packs(study, objective, pack_size, n_trials, timeout, after, device=str(space.base.get("device", "auto")))
+    if pack_size != 1:
+        from tunelab.tune.packs import run_packs
+
+        run_packs(study, objective, pack_size, n_trials, timeout, told, device=str(space.base.get("device", "auto")))
+        return
+
+    def after(study: optuna.Study, trial: FrozenTrial) -> None:
+        if told(study, trial):
+            study.stop()
+
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,), callbacks=[after])
 
 
 def _run_workers(
