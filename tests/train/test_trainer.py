@@ -162,6 +162,13 @@ def test_temperature_scaling_does_not_worsen_validation_nll() -> None:
     assert result.temperature > 0 and math.isfinite(result.metrics["test_ece_scaled"])
 
 
+def test_temperature_scaling_off_keeps_the_logits_as_trained() -> None:
+    cfg = load_config(None, [*FAST, "loss.temperature_scaling=false"])
+    result = fit(cfg, data=tiny_splits())
+    assert result.temperature == 1.0 and "test_ece_scaled" not in result.metrics
+    assert math.isfinite(result.metrics["test_ece"])
+
+
 def test_evaluate_on_empty_split_is_empty() -> None:
     splits = tiny_splits()
     empty = splits.test.subset(torch.zeros(0, dtype=torch.long))

@@ -296,7 +296,16 @@ def fit_pack(
             )
             continue
         loss_fn = build_loss(m.cfg.loss, meta, train.y.cpu()).to(device)
-        final = _final_metrics(model, val, test, loss_fn, m.history, m.best_epoch, m.cfg.train.amp)
+        final = _final_metrics(
+            model,
+            val,
+            test,
+            loss_fn,
+            m.history,
+            m.best_epoch,
+            m.cfg.train.amp,
+            calibrate=m.cfg.loss.temperature_scaling,
+        )
         temperature = final.pop("temperature", 1.0)
         result = RunResult(
             config=m.cfg,

@@ -258,7 +258,9 @@ def _fit(
             break
 
     model.load_state_dict(best_state)
-    result_metrics = _final_metrics(model, val, test, loss_fn, history, best_epoch, tc.amp)
+    result_metrics = _final_metrics(
+        model, val, test, loss_fn, history, best_epoch, tc.amp, calibrate=cfg.loss.temperature_scaling
+    )
     temperature = result_metrics.pop("temperature", 1.0)
     result = RunResult(
         config=cfg,
@@ -287,8 +289,10 @@ def _final_metrics(
     history: list[EpochReport],
     best_epoch: int,
     amp: bool,
+    calibrate: bool = True,
 ) -> dict[str, float]:
-    """val_* and test_* of the kept weights, train loss at that epoch, gap, calibration."""
+    """val_* and test_* of the kept weights, train loss at that epoch, gap, calibration error; with
+    ``calibrate``, the temperature fitted on validation and the test calibration error it gives."""
     val_m, val_out = evaluate(model, val, loss_fn, amp=amp)
     test_m, test_out = evaluate(model, test, loss_fn, amp=amp)
     out = {f"val_{k}": v for k, v in val_m.items()} | {f"test_{k}": v for k, v in test_m.items()}
@@ -296,9 +300,10 @@ def _final_metrics(
         out["train_loss"] = history[best_epoch - 1].metrics["train_loss"]
         out["gap"] = out["val_loss"] - out["train_loss"]
     if val.meta.task == "classification" and len(val) and loss_fn is not None:
-        t = fit_temperature(val_out, val.y)
+        t = fit_temperature(val_out, val.y) if calibrate else 1.0
         out["temperature"] = t
         if len(test):
             out["test_ece"] = expected_calibration_error(test_out, test.y)
-            out["test_ece_scaled"] = expected_calibration_error(test_out / t, test.y)
+            if calibrate:
+                out["test_ece_scaled"] = expected_calibration_error(test_out / t, test.y)
     return out

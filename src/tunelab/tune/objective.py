@@ -73,10 +73,15 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def _free_memory() -> None:
+    """Give a finished trial's device memory back before the next trial allocates.
+
+    Only where a device cache holds it: a full ``gc.collect()`` costs ~0.3 s in a process that has
+    imported torch and optuna (a third of a tiny trial's time on CPU), and on CPU the next automatic
+    collection frees the same objects."""
     import torch
 
-    gc.collect()
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():
+        gc.collect()
         torch.cuda.empty_cache()
 
 
