@@ -287,7 +287,9 @@ def train(
         raise UserError(f"{run_dir}: run directory already exists; pick another --name or --save-dir")
     callbacks: list[object] = [] if quiet else [ConsoleTable()]
     console.print(
-        f"training [bold]{cfg.model.name}[/] on [bold]{cfg.data.path or cfg.data.name}[/] → {run_dir}", highlight=False
+        f"training [bold]{cfg.model.name}[/] on [bold]{cfg.data.path or cfg.data.name}[/] → {run_dir}",
+        highlight=False,
+        soft_wrap=True,
     )
     from tunelab.track import run_tracking
 
@@ -309,8 +311,9 @@ def train(
         f"best epoch {result.best_epoch}/{result.epochs} ({result.stop_reason}), {result.n_params:,} parameters, "
         f"{result.seconds:.1f}s\n" + "  ".join(f"{k}={_fmt(v)}" for k, v in shown.items()),
         highlight=False,
+        soft_wrap=True,
     )
-    console.print(f"run directory: {run_dir}", highlight=False)
+    console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
     for hint in tracking_hints(tracking):
         console.print(hint, highlight=False, soft_wrap=True)  # commands stay copy-pastable
 
