@@ -277,36 +277,24 @@ def fit_pack(
         if m.best_state is not None:
             model.load_state_dict(m.best_state)
         extra: dict[str, Any] = {"pack_member": m.index, "pack_size": k_total}
-        if m.exception is not None:
+        failed = m.exception is not None
+        temperature = 1.0
+        if failed:
             extra["exception"] = m.exception
             metrics = dict(m.history[m.best_epoch - 1].metrics) if m.best_epoch else {}
-            results.append(
-                RunResult(
-                    config=m.cfg,
-                    model=model,
-                    history=m.history,
-                    best_epoch=m.best_epoch,
-                    epochs=len(m.history),
-                    n_params=n_params,
-                    seconds=m.seconds,
-                    metrics=metrics,
-                    stop_reason=m.stop_reason or "",
-                    extra=extra,
-                )
+        else:
+            loss_fn = build_loss(m.cfg.loss, meta, train.y.cpu()).to(device)
+            metrics = _final_metrics(
+                model,
+                val,
+                test,
+                loss_fn,
+                m.history,
+                m.best_epoch,
+                m.cfg.train.amp,
+                calibrate=m.cfg.loss.temperature_scaling,
             )
-            continue
-        loss_fn = build_loss(m.cfg.loss, meta, train.y.cpu()).to(device)
-        final = _final_metrics(
-            model,
-            val,
-            test,
-            loss_fn,
-            m.history,
-            m.best_epoch,
-            m.cfg.train.amp,
-            calibrate=m.cfg.loss.temperature_scaling,
-        )
-        temperature = final.pop("temperature", 1.0)
+            temperature = metrics.pop("temperature", 1.0)
         result = RunResult(
             config=m.cfg,
             model=model,
@@ -315,14 +303,15 @@ def fit_pack(
             epochs=len(m.history),
             n_params=n_params,
             seconds=m.seconds,
-            metrics=final,
-            stop_reason=m.stop_reason or "max_epochs",
+            metrics=metrics,
+            stop_reason=m.stop_reason or ("" if failed else "max_epochs"),
             temperature=temperature,
             extra=extra,
         )
-        if m.writer:
-            m.writer.finish(model.state_dict(), save_config(m.cfg), result.summary())
-        for cb in m.callbacks:
-            cb.on_fit_end(m.ctx, result)
+        if not failed:  # a failed member's trial records it; it gets no checkpoint
+            if m.writer:
+                m.writer.finish(model.state_dict(), save_config(m.cfg), result.summary())
+            for cb in m.callbacks:
+                cb.on_fit_end(m.ctx, result)
         results.append(result)
     return results

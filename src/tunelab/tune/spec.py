@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 import math
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -218,58 +218,57 @@ def _check_options(kind: str, name: str, options: dict[str, Any], reserved: tupl
             )
 
 
-class SamplerConfig(StrictModel):
+class _ByName(StrictModel):
+    """An Optuna sampler or pruner chosen by name (or a bare string); ``options`` go to its constructor."""
+
+    kind: ClassVar[str]
+    known: ClassVar[tuple[str, ...]]
+    aliases: ClassVar[dict[str, str]]
+    reserved: ClassVar[tuple[str, ...]] = ()  # constructor keywords tunelab sets itself
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        name = cls.aliases.get(name.lower(), name.lower())
+        if name not in cls.known:
+            raise ValueError(
+                f"unknown {cls.kind} '{name}'{closest(name, list(cls.known))}; choose one of: {', '.join(cls.known)}"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _options(self) -> _ByName:
+        _check_options(self.kind, self.name, self.options, reserved=self.reserved)
+        return self
+
+
+class SamplerConfig(_ByName):
     """Optuna sampler by name; ``options`` go to its constructor (``seed`` comes from the study)."""
 
+    kind: ClassVar[str] = "sampler"
+    known: ClassVar[tuple[str, ...]] = SAMPLERS
+    aliases: ClassVar[dict[str, str]] = {"nsgaii": "nsga2", "cma": "cmaes", "cma-es": "cmaes"}
+    reserved: ClassVar[tuple[str, ...]] = ("seed", "search_space")
+
     name: str = "tpe"
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        name = {"nsgaii": "nsga2", "cma": "cmaes", "cma-es": "cmaes"}.get(name.lower(), name.lower())
-        if name not in SAMPLERS:
-            raise ValueError(
-                f"unknown sampler '{name}'{closest(name, list(SAMPLERS))}; choose one of: {', '.join(SAMPLERS)}"
-            )
-        return name
-
-    @model_validator(mode="after")
-    def _options(self) -> SamplerConfig:
-        _check_options("sampler", self.name, self.options, reserved=("seed", "search_space"))
-        return self
 
 
-class PrunerConfig(StrictModel):
+class PrunerConfig(_ByName):
     """Optuna pruner by name.  Median defaults to 5 startup trials and 5 warmup epochs (seed 001)."""
 
+    kind: ClassVar[str] = "pruner"
+    known: ClassVar[tuple[str, ...]] = PRUNERS
+    aliases: ClassVar[dict[str, str]] = {"sha": "successive_halving", "nop": "none", "off": "none"}
+
     name: str = "median"
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        name = {"sha": "successive_halving", "nop": "none", "off": "none"}.get(name.lower(), name.lower())
-        if name not in PRUNERS:
-            raise ValueError(
-                f"unknown pruner '{name}'{closest(name, list(PRUNERS))}; choose one of: {', '.join(PRUNERS)}"
-            )
-        return name
-
-    @model_validator(mode="after")
-    def _options(self) -> PrunerConfig:
-        _check_options("pruner", self.name, self.options)
-        return self
 
 
 class BudgetConfig(StrictModel):
