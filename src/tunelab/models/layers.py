@@ -17,6 +17,7 @@ from torch import Tensor, nn
 __all__ = [
     "MaskedConv1d",
     "MaskedMultiheadAttention",
+    "attention_heads",
     "SinusoidalPosition",
     "downsample_lengths",
     "masked_downsample",
@@ -105,14 +106,22 @@ class MaskedMultiheadAttention(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor, key_mask: Tensor) -> Tensor:
         b, tq, d = query.shape
-        h = self.num_heads
-        q = self.q(query).view(b, tq, h, d // h).transpose(1, 2)
-        k, v = self.kv(key).view(b, key.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
-        empty = ~key_mask.any(1, keepdim=True)
-        first = torch.zeros_like(key_mask)
-        first[:, 0] = True
-        allowed = key_mask | (empty & first)
+        q, k, v, allowed = attention_heads(self.q, self.kv, self.num_heads, query, key, key_mask)
         attn = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
         )
         return self.out(attn.transpose(1, 2).reshape(b, tq, d))
+
+
+def attention_heads(
+    q_proj: nn.Module, kv_proj: nn.Module, h: int, query: Tensor, key: Tensor, key_mask: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-head ``q, k, v`` ``[B, H, T, D/H]`` from the ``q``/``kv`` projections, and the
+    ``[B, 1, 1, Tk]`` mask of keys each query may attend to (key 0 for a row with no valid key)."""
+    b, tq, d = query.shape
+    q = q_proj(query).view(b, tq, h, d // h).transpose(1, 2)
+    k, v = kv_proj(key).view(b, key.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
+    empty = ~key_mask.any(1, keepdim=True)
+    first = torch.zeros_like(key_mask)
+    first[:, 0] = True
+    return q, k, v, (key_mask | (empty & first))[:, None, None, :]

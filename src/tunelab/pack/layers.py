@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tunelab.models.layers import MaskedMultiheadAttention
+from tunelab.models.layers import MaskedMultiheadAttention, attention_heads
 from tunelab.pack.recurrence import PLAIN, StepFunctions, gru_recurrence
 
 __all__ = [
@@ -337,15 +337,9 @@ class PackedAttention(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor, key_mask: Tensor) -> Tensor:
         b, tq, d = query.shape
-        h = self.num_heads
-        q = self.q(query).view(b, tq, h, d // h).transpose(1, 2)
-        k, v = self.kv(key).view(b, key.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
-        empty = ~key_mask.any(1, keepdim=True)
-        first = torch.zeros_like(key_mask)
-        first[:, 0] = True
-        allowed = (key_mask | (empty & first))[:, None, None, :]
+        q, k, v, allowed = attention_heads(self.q, self.kv, self.num_heads, query, key, key_mask)
         if self.training and self._active:
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(d // h)
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.num_heads)
             weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
             attn = member_dropout(weights, self.rates, self.k) @ v
         else:

@@ -285,7 +285,7 @@ class Objective:
         if isinstance(exc, UserError):
             trial.set_user_attr(TRIAL.REASON, f"config error: {exc}")
             raise exc
-        if isinstance(exc, KeyboardInterrupt) or not isinstance(exc, Exception):
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit (SIGTERM)
             trial.set_user_attr(TRIAL.REASON, "interrupted")
             raise exc
         if is_out_of_memory(exc):

@@ -89,18 +89,23 @@ def _measured_fit(cfg: Any, data: Any) -> int:
 
 
 def _groups(runs: Sequence[tuple[optuna.Trial, TrialRun]], data_of: Callable[[Any], Any]) -> list[list[int]]:
-    """Indices of ``runs`` grouped by pack key, in first-seen order; unpackable configs alone."""
+    """Indices of ``runs`` grouped by pack key, in first-seen order; unpackable configs alone.
+
+    Whether a key packs is checked once per key (it builds the model twice), not once per trial."""
     from tunelab.pack import pack_group_key, packable
 
     groups: dict[Any, list[int]] = {}
+    can_pack: dict[Any, bool] = {}
     alone: list[list[int]] = []
     for i, (_, run) in enumerate(runs):
-        try:
-            can = packable(run.cfg, data_of(run.cfg).meta)
-        except Exception:  # noqa: BLE001  (a config that cannot build fails in its own solo trial)
-            can = False
-        if can:
-            groups.setdefault(pack_group_key(run.cfg), []).append(i)
+        key = pack_group_key(run.cfg)
+        if key not in can_pack:
+            try:
+                can_pack[key] = packable(run.cfg, data_of(run.cfg).meta)
+            except Exception:  # noqa: BLE001  (a config that cannot build fails in its own solo trial)
+                can_pack[key] = False
+        if can_pack[key]:
+            groups.setdefault(key, []).append(i)
         else:
             alone.append([i])
     return [*groups.values(), *alone]
