@@ -176,3 +176,23 @@ def test_evaluate_on_empty_split_is_empty() -> None:
     result = fit(cfg, data=splits)
     metrics, _ = evaluate(result.model, empty, SequenceLoss(cfg.loss, splits.meta))
     assert metrics == {}
+
+
+def test_fitted_temperature_minimises_validation_nll() -> None:
+    from tunelab.train.metrics import TEMPERATURE_RANGE, fit_temperature
+
+    torch.manual_seed(0)
+    y = torch.randint(0, 5, (300,))
+    logits = 3 * torch.randn(300, 5) + 2.0 * torch.nn.functional.one_hot(y, 5)  # overconfident, mostly right
+    t = fit_temperature(logits, y)
+    grid = torch.logspace(-1, 1.5, 2001)
+    nll = torch.stack([torch.nn.functional.cross_entropy(logits / g, y) for g in grid])
+    best = float(grid[nll.argmin()])
+    assert t == pytest.approx(best, rel=3e-3)
+    assert float(torch.nn.functional.cross_entropy(logits / t, y)) <= float(nll.min()) + 1e-6
+    # every prediction right with a margin: the NLL falls as T -> 0; T goes down until it is 0 to rounding
+    separable = 5 * torch.nn.functional.one_hot(y, 5).float()
+    t_sep = fit_temperature(separable, y)
+    assert TEMPERATURE_RANGE[0] <= t_sep < 0.2
+    assert float(torch.nn.functional.cross_entropy(separable.double() / t_sep, y)) < 1e-12
+    assert fit_temperature(torch.zeros(4, 3), torch.tensor([0, 1, 2, 0])) == pytest.approx(1.0)  # flat: no change

@@ -59,11 +59,11 @@ def test_members_are_pruned_alone(tmp_path: Path, splits: Any) -> None:
     from tunelab.tune.space import build_space
 
     objective = Objective(build_space(study), ["val_f1"], tmp_path / "odd", data=splits)
-    told: list[optuna.trial.FrozenTrial] = []
-    run_packs(again, objective, 4, 4, None, lambda _s, t: told.append(t) or False)
+    told: list[list[optuna.trial.FrozenTrial]] = []
+    run_packs(again, objective, 4, 4, None, lambda _s, ts: told.append(ts) or False)
     states = [t.state.name for t in again.trials]
     assert states == ["COMPLETE", "PRUNED", "COMPLETE", "PRUNED"]
-    assert sorted(t.number for t in told) == [0, 1, 2, 3]
+    assert [sorted(t.number for t in ts) for ts in told] == [[0, 1, 2, 3]]  # told together, once per pack
     assert all(t.user_attrs[TRIAL.REASON] == "pruned at epoch 1" for t in again.trials if t.state.name == "PRUNED")
     # masking the pruned members changed nothing for the others
     for a, b in zip(s.trials, again.trials, strict=True):
@@ -119,3 +119,57 @@ def test_cli_refuses_bad_pack_sizes(tmp_path: Path, args: list[str], message: st
     assert out.code == 2, out.output
     assert message in out.output and "Traceback" not in out.output
     assert not any(tmp_path.iterdir())  # nothing half-created
+
+
+def _prune_epochs(tmp: Path, pruner: optuna.pruners.BasePruner, shared: bool) -> tuple[list[tuple[int, int]], int]:
+    """Five running members report six epochs beside six finished trials; (epoch, member) pruned, reads."""
+    import random
+
+    from tunelab.tune.packs import EpochReads
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp / 'prune.db'}")
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize", pruner=pruner)
+    rng = random.Random(0)
+    for _ in range(6):
+        curve = {e: rng.random() for e in range(1, 7)}
+        study.add_trial(optuna.trial.create_trial(value=curve[6], intermediate_values=curve))
+    members = [study.ask() for _ in range(5)]
+    reads = EpochReads(study)
+    counted = {"n": 0}
+    original = storage._get_trials
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        counted["n"] += 1
+        return original(*args, **kwargs)
+
+    storage._get_trials = counting  # type: ignore[method-assign]
+    pruned: list[tuple[int, int]] = []
+    live = list(range(5))
+    for epoch in range(1, 7):
+        for m in list(live):
+            value = rng.random()
+            members[m].report(value, epoch)
+            decision = reads.should_prune(members[m], epoch, value) if shared else members[m].should_prune()
+            if decision:
+                pruned.append((epoch, m))
+                live.remove(m)
+    return pruned, counted["n"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2),
+        lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=6, reduction_factor=2),
+    ],
+    ids=["median", "successive_halving", "hyperband"],
+)
+def test_members_share_one_read_per_epoch_and_prune_as_alone(tmp_path: Path, make: Any) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    alone, reads_alone = _prune_epochs(tmp_path / "a", make(), shared=False)
+    shared, reads_shared = _prune_epochs(tmp_path / "b", make(), shared=True)
+    assert shared == alone  # the same decisions, in the same order
+    assert alone  # the scenario prunes someone
+    assert reads_shared <= 6 < reads_alone  # at most one read of the study per epoch

@@ -40,6 +40,7 @@ from tunelab.tune.space import InvalidSample, SearchSpace
 
 if TYPE_CHECKING:
     from tunelab.train.trainer import RunResult
+    from tunelab.tune.packs import EpochReads
 
 __all__ = ["DataCache", "Objective", "TrialCallback", "TrialFailed", "TrialRun", "is_out_of_memory", "objective_values"]
 
@@ -126,6 +127,7 @@ class TrialCallback(BaseCallback):
         self.best: EpochReport | None = None
         self.n_params: int | None = None
         self.pruned_epoch: int | None = None
+        self.pruning: EpochReads | None = None  # members of one pack share their pruner's reads
 
     def on_fit_start(self, ctx: FitContext) -> None:
         self.n_params = ctx.n_params
@@ -141,9 +143,14 @@ class TrialCallback(BaseCallback):
         if not math.isfinite(value):
             return
         self.trial.report(value, step=report.epoch)
-        if self.prune and self.trial.should_prune():
+        if self.prune and self._should_prune(value, report.epoch):
             self.pruned_epoch = report.epoch
             raise optuna.TrialPruned(f"pruned at epoch {report.epoch}")
+
+    def _should_prune(self, value: float, step: int) -> bool:
+        if self.pruning is not None:
+            return self.pruning.should_prune(self.trial, step, value)
+        return self.trial.should_prune()
 
     def record_partial(self) -> None:
         """Epoch facts of a trial that did not finish (pruned, diverged, failed)."""

@@ -11,12 +11,13 @@ the ordinary objective.  ``--pack-size auto`` asks for as many trials as the dev
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -25,7 +26,7 @@ from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
 from tunelab.tune.objective import Objective, TrialFailed, TrialRun, _free_memory
 
-__all__ = ["AUTO_CAP", "members_that_fit", "parse_pack_size", "resolve_pack_size", "run_packs"]
+__all__ = ["AUTO_CAP", "EpochReads", "members_that_fit", "parse_pack_size", "resolve_pack_size", "run_packs"]
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,78 @@ def _groups(runs: Sequence[tuple[optuna.Trial, TrialRun]], data_of: Callable[[An
     return [*groups.values(), *alone]
 
 
-After = Callable[[optuna.Study, FrozenTrial], bool]
-"""Called with each told trial; returns True to stop the study (the failure guard)."""
+After = Callable[[optuna.Study, list[FrozenTrial]], bool]
+"""Called with the trials told together (a pack, or one solo trial); returns True to stop the study."""
+
+
+class EpochReads:
+    """What a pack's pruner reads: the study read once per epoch, shared by all members.
+
+    A pruner reads the study's trials on every call, and the storage re-reads each unfinished trial
+    on every such read; with K members pruned every epoch that is K reads of K running trials
+    (with 100 members, 0.17 s a read on SQLite: 17 s an epoch).  Here the members' decisions in one
+    epoch share one read.  What the members write during the epoch (their intermediate values, a
+    successive-halving rung) goes to the storage and into the shared read, so each decision sees
+    what a read of its own would have seen; other processes' writes are seen from the next epoch.
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.step: int | None = None
+        self.trials: dict[int, FrozenTrial] = {}  # by trial id, in trial-number order
+        self.view = copy.copy(study)  # the study as the pruner sees it
+        self.view._storage = cast("optuna.storages.BaseStorage", _SharedReadStorage(study._storage, self))
+
+    def should_prune(self, trial: optuna.Trial, step: int, value: float) -> bool:
+        """The pruner's decision for ``trial`` after it reported ``value`` at ``step``."""
+        if step != self.step or trial._trial_id not in self.trials:
+            self.trials = {t._trial_id: t for t in self.study.get_trials(deepcopy=False)}
+            self.step = step
+        frozen = self.write(trial._trial_id, lambda t: t.intermediate_values.__setitem__(step, value))
+        return bool(self.study.pruner.prune(self.view, frozen))
+
+    def write(self, trial_id: int, change: Callable[[FrozenTrial], None]) -> FrozenTrial:
+        """Apply a write to a new copy of the trial: trials handed out before keep what they held,
+        as objects from an earlier storage read would (and the storage's cache is never touched)."""
+        t = copy.copy(self.trials[trial_id])
+        t.intermediate_values = dict(t.intermediate_values)
+        t.system_attrs = dict(t.system_attrs)
+        change(t)
+        self.trials[trial_id] = t
+        return t
+
+
+class _SharedReadStorage:
+    """The study's storage, but trial reads come from :class:`EpochReads` and writes update it too."""
+
+    def __init__(self, base: Any, reads: EpochReads) -> None:
+        self._base, self._reads = base, reads
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+    def get_all_trials(
+        self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        if study_id != self._reads.study._study_id:
+            return self._base.get_all_trials(study_id, deepcopy=deepcopy, states=states)  # type: ignore[no-any-return]
+        trials = [t for t in self._reads.trials.values() if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        if trial_id in self._reads.trials:
+            return self._reads.trials[trial_id]
+        return self._base.get_trial(trial_id)  # type: ignore[no-any-return]
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._base.set_trial_system_attr(trial_id, key, value)
+        if trial_id in self._reads.trials:
+            self._reads.write(trial_id, lambda t: t.system_attrs.__setitem__(key, value))
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        self._base.set_trial_intermediate_value(trial_id, step, intermediate_value)
+        if trial_id in self._reads.trials:
+            self._reads.write(trial_id, lambda t: t.intermediate_values.__setitem__(step, intermediate_value))
 
 
 def run_packs(
@@ -138,17 +209,26 @@ def run_packs(
 
 
 class _Batch:
-    """The trials asked together, and which of them are told."""
+    """The trials asked together, and which of them are told.
+
+    ``after`` runs once per :meth:`flush` on the trials told since the last one: a pack's members
+    are all told first, so the study files are rewritten once per pack, and while no member of it
+    is still running (a read of running trials goes to the storage each time)."""
 
     def __init__(self, study: optuna.Study, after: After) -> None:
         self.study, self.after = study, after
         self.open: dict[int, optuna.Trial] = {}
+        self.told: list[FrozenTrial] = []
         self.stop = False
 
     def tell(self, trial: optuna.Trial, values: Any = None, state: TrialState | None = None) -> None:
-        frozen = self.study.tell(trial, values, state=state)
+        self.told.append(self.study.tell(trial, values, state=state))
         self.open.pop(trial.number, None)
-        self.stop = self.after(self.study, frozen) or self.stop
+
+    def flush(self) -> None:
+        told, self.told = self.told, []
+        if told:
+            self.stop = self.after(self.study, told) or self.stop
 
     def fail_open(self) -> None:
         """Nothing stays RUNNING: trials not told yet (an interrupt, a study-stopping error) are FAIL."""
@@ -173,12 +253,14 @@ def _run_batch(study: optuna.Study, objective: Objective, k: int, after: After) 
                 begun.append((trial, objective.begin(trial)))
             except TrialFailed:
                 batch.tell(trial, state=TrialState.FAIL)
+        batch.flush()
         for group in _groups(begun, objective.data.get):
             members = [begun[i] for i in group]
             if len(members) == 1:
                 _solo(batch, objective, *members[0])
             else:
                 _pack(batch, objective, members)
+            batch.flush()
     except BaseException:
         batch.fail_open()
         raise
@@ -233,7 +315,9 @@ def _pack(batch: _Batch, objective: Objective, members: list[tuple[optuna.Trial,
         try:
             with ExitStack() as stack:
                 per_member = []
+                reads = EpochReads(batch.study)
                 for trial, run in chunk:
+                    run.follow.pruning = reads
                     extra = stack.enter_context(objective.context(trial, run.params))
                     per_member.append([*extra, run.follow, *objective.callbacks])
                 results = fit_pack(
@@ -246,3 +330,4 @@ def _pack(batch: _Batch, objective: Objective, members: list[tuple[optuna.Trial,
             trial.set_user_attr(TRIAL.PACK_SIZE, len(chunk))
             own = error if error is not None else result.extra.pop("exception", None)
             _tell_outcome(batch, objective, trial, run, None if own is not None else result, own)
+        batch.flush()

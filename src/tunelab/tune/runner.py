@@ -652,10 +652,13 @@ def _run_here(
     """Trials in this process: one at a time through ``study.optimize``, or in packs."""
     objective = Objective(space, objectives, study_dir, data=cache, callbacks=callbacks, prune=prune, trial_context=ctx)
 
-    def told(study: optuna.Study, trial: FrozenTrial) -> bool:
-        writer.update(study, objectives)
-        rep.trial(study, trial)
-        return guard(trial)
+    def told(study: optuna.Study, trials: list[FrozenTrial]) -> bool:
+        writer.update(study, objectives)  # once for the trials told together (a pack)
+        stop = False
+        for trial in trials:
+            rep.trial(study, trial)
+            stop = guard(trial) or stop
+        return stop
 
     if pack_size != 1:
         from tunelab.tune.packs import run_packs
@@ -664,7 +667,7 @@ def _run_here(
         return
 
     def after(study: optuna.Study, trial: FrozenTrial) -> None:
-        if told(study, trial):
+        if told(study, [trial]):
             study.stop()
 
     study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,), callbacks=[after])
