@@ -664,13 +664,15 @@ def _measured_args(argv: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- packs
 
 
-def pack_study(n_trials: int, pack_size: str, device: str, max_epochs: int, write: bool, command: str) -> None:
+def pack_study(
+    n_trials: int, pack_size: str, device: str, max_epochs: int, write: bool, command: str, storage: str = "sqlite"
+) -> None:
     """The same study of ``n_trials`` twice, one trial at a time and in packs; wall-clock and best score.
 
     The space searches value parameters only (the seeds' GRU shape is fixed), so every trial can
     share a pack: learning rate, weight decay, dropout, Adam's beta1, clipping and label smoothing.
     Both runs use tunelab's ``tune`` (TPE; constant liar in pack mode, as ``--pack-size`` sets it)
-    on a SQLite storage, after a warm-up fit.
+    on a SQLite storage (tunelab's default) or a JournalStorage file, after a warm-up fit.
     """
     import optuna
     import torch
@@ -695,14 +697,14 @@ def pack_study(n_trials: int, pack_size: str, device: str, max_epochs: int, writ
         "train.clip_norm": {"low": 0.5, "high": 5.0},
         "loss.label_smoothing": {"low": 0.0, "high": 0.2},
     }
-    study = study_from_mapping(
-        {"name": "packs", "base": base, "space": space, "budget": {"n_trials": n_trials}, "objective": OBJECTIVE}
-    )
     cfg0 = ExperimentConfig.model_validate(base)
     data = prepare(cfg0.data, cfg0.seed)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, size in (("one trial at a time", "1"), (f"packs ({pack_size})", pack_size)):
+            url = f"journal:///{tmp}/{size}.log" if storage == "journal" else None  # None: <save-dir>/tunelab.db
+            spec = {"name": "packs", "base": base, "space": space, "budget": {"n_trials": n_trials}}
+            study = study_from_mapping({**spec, "objective": OBJECTIVE, "storage": url})
             fit(
                 cfg0.model_copy(update={"train": cfg0.train.model_copy(update={"max_epochs": 1})}), data=data
             )  # warm-up
@@ -731,7 +733,7 @@ def pack_study(n_trials: int, pack_size: str, device: str, max_epochs: int, writ
     label = device_label(device)
     section = "\n".join(
         [
-            f"## A {n_trials}-trial study with and without packs, {dt.datetime.now():%Y-%m-%d %H:%M}, {label} (torch {torch.__version__})",
+            f"## A {n_trials}-trial study with and without packs, {dt.datetime.now():%Y-%m-%d %H:%M}, {label} (torch {torch.__version__}), {storage} storage",
             "",
             f"`{command}`",
             "",
@@ -761,12 +763,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md")
     parser.add_argument("--pack-study", type=int, metavar="N", help="instead: an N-trial study with and without packs")
     parser.add_argument("--pack-size", default="auto", help="with --pack-study: auto or K (default auto)")
+    parser.add_argument(
+        "--pack-storage", choices=("sqlite", "journal"), default="sqlite", help="with --pack-study: the study storage"
+    )
     args = parser.parse_args(argv)
 
     if args.pack_study:
         command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/search.py", *_measured_args(sys.argv[1:])])
         epochs = args.max_epochs or (5 if args.quick else 30)
-        pack_study(args.pack_study, args.pack_size, args.device, epochs, not args.no_write, command)
+        pack_study(
+            args.pack_study, args.pack_size, args.device, epochs, not args.no_write, command, storage=args.pack_storage
+        )
         return
     if args.from_records is not None:
         header, records = read_records(args.from_records)

@@ -121,11 +121,13 @@ def test_cli_refuses_bad_pack_sizes(tmp_path: Path, args: list[str], message: st
     assert not any(tmp_path.iterdir())  # nothing half-created
 
 
-def _prune_epochs(tmp: Path, pruner: optuna.pruners.BasePruner, shared: bool) -> tuple[list[tuple[int, int]], int]:
+def _prune_epochs(
+    tmp: Path, pruner: optuna.pruners.BasePruner, reread_after: float | None
+) -> tuple[list[tuple[int, int]], int]:
     """Five running members report six epochs beside six finished trials; (epoch, member) pruned, reads."""
     import random
 
-    from tunelab.tune.packs import EpochReads
+    from tunelab.tune.packs import SharedReads
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp / 'prune.db'}")
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize", pruner=pruner)
@@ -134,7 +136,7 @@ def _prune_epochs(tmp: Path, pruner: optuna.pruners.BasePruner, shared: bool) ->
         curve = {e: rng.random() for e in range(1, 7)}
         study.add_trial(optuna.trial.create_trial(value=curve[6], intermediate_values=curve))
     members = [study.ask() for _ in range(5)]
-    reads = EpochReads(study)
+    reads = SharedReads(study, reread_after) if reread_after is not None else None
     counted = {"n": 0}
     original = storage._get_trials
 
@@ -149,7 +151,7 @@ def _prune_epochs(tmp: Path, pruner: optuna.pruners.BasePruner, shared: bool) ->
         for m in list(live):
             value = rng.random()
             members[m].report(value, epoch)
-            decision = reads.should_prune(members[m], epoch, value) if shared else members[m].should_prune()
+            decision = reads.should_prune(members[m], epoch, value) if reads else members[m].should_prune()
             if decision:
                 pruned.append((epoch, m))
                 live.remove(m)
@@ -165,11 +167,13 @@ def _prune_epochs(tmp: Path, pruner: optuna.pruners.BasePruner, shared: bool) ->
     ],
     ids=["median", "successive_halving", "hyperband"],
 )
-def test_members_share_one_read_per_epoch_and_prune_as_alone(tmp_path: Path, make: Any) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    alone, reads_alone = _prune_epochs(tmp_path / "a", make(), shared=False)
-    shared, reads_shared = _prune_epochs(tmp_path / "b", make(), shared=True)
-    assert shared == alone  # the same decisions, in the same order
+def test_members_share_reads_and_prune_as_alone(tmp_path: Path, make: Any) -> None:
+    runs = {}
+    for name, reread_after in (("alone", None), ("every_epoch", 0.0), ("once", 3600.0)):
+        (tmp_path / name).mkdir()
+        runs[name] = _prune_epochs(tmp_path / name, make(), reread_after)
+    alone, reads_alone = runs["alone"]
     assert alone  # the scenario prunes someone
-    assert reads_shared <= 6 < reads_alone  # at most one read of the study per epoch
+    assert runs["every_epoch"][0] == alone and runs["once"][0] == alone  # the same decisions, in order
+    assert runs["every_epoch"][1] <= 6 < reads_alone  # at most one read of the study per epoch
+    assert runs["once"][1] == 1  # the members' own writes keep the one read current

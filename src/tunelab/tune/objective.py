@@ -40,7 +40,7 @@ from tunelab.tune.space import InvalidSample, SearchSpace
 
 if TYPE_CHECKING:
     from tunelab.train.trainer import RunResult
-    from tunelab.tune.packs import EpochReads
+    from tunelab.tune.packs import SharedReads
 
 __all__ = ["DataCache", "Objective", "TrialCallback", "TrialFailed", "TrialRun", "is_out_of_memory", "objective_values"]
 
@@ -127,7 +127,7 @@ class TrialCallback(BaseCallback):
         self.best: EpochReport | None = None
         self.n_params: int | None = None
         self.pruned_epoch: int | None = None
-        self.pruning: EpochReads | None = None  # members of one pack share their pruner's reads
+        self.pruning: SharedReads | None = None  # members of one pack share their pruner's reads
 
     def on_fit_start(self, ctx: FitContext) -> None:
         self.n_params = ctx.n_params

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable, Container, Sequence
@@ -26,7 +27,7 @@ from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
 from tunelab.tune.objective import Objective, TrialFailed, TrialRun, _free_memory
 
-__all__ = ["AUTO_CAP", "EpochReads", "members_that_fit", "parse_pack_size", "resolve_pack_size", "run_packs"]
+__all__ = ["AUTO_CAP", "SharedReads", "members_that_fit", "parse_pack_size", "resolve_pack_size", "run_packs"]
 
 log = logging.getLogger(__name__)
 
@@ -116,19 +117,26 @@ After = Callable[[optuna.Study, list[FrozenTrial]], bool]
 """Called with the trials told together (a pack, or one solo trial); returns True to stop the study."""
 
 
-class EpochReads:
-    """What a pack's pruner reads: the study read once per epoch, shared by all members.
+#: How old a pack's shared read of the study may grow before the next epoch reads it again (s).
+REREAD_AFTER = 30.0
+
+
+class SharedReads:
+    """What a pack's pruner reads: one read of the study, shared by all members and kept current.
 
     A pruner reads the study's trials on every call, and the storage re-reads each unfinished trial
     on every such read; with K members pruned every epoch that is K reads of K running trials
-    (with 100 members, 0.17 s a read on SQLite: 17 s an epoch).  Here the members' decisions in one
-    epoch share one read.  What the members write during the epoch (their intermediate values, a
-    successive-halving rung) goes to the storage and into the shared read, so each decision sees
-    what a read of its own would have seen; other processes' writes are seen from the next epoch.
+    (with 100 members, 0.17 s a read on SQLite: 17 s an epoch).  Here the members' decisions share
+    one read.  What the members write (their intermediate values, a successive-halving rung) goes to
+    the storage and into the shared read, so each decision sees what a read of its own would have
+    seen.  Only other processes' writes can be missing: the read is renewed at an epoch change once
+    it is ``reread_after`` seconds old.
     """
 
-    def __init__(self, study: optuna.Study) -> None:
+    def __init__(self, study: optuna.Study, reread_after: float = REREAD_AFTER) -> None:
         self.study = study
+        self.reread_after = reread_after
+        self.read_at = -math.inf
         self.step: int | None = None
         self.trials: dict[int, FrozenTrial] = {}  # by trial id, in trial-number order
         self.view = copy.copy(study)  # the study as the pruner sees it
@@ -136,9 +144,12 @@ class EpochReads:
 
     def should_prune(self, trial: optuna.Trial, step: int, value: float) -> bool:
         """The pruner's decision for ``trial`` after it reported ``value`` at ``step``."""
-        if step != self.step or trial._trial_id not in self.trials:
+        now = time.monotonic()
+        stale = step != self.step and now - self.read_at >= self.reread_after
+        if stale or trial._trial_id not in self.trials:
             self.trials = {t._trial_id: t for t in self.study.get_trials(deepcopy=False)}
-            self.step = step
+            self.read_at = now
+        self.step = step
         frozen = self.write(trial._trial_id, lambda t: t.intermediate_values.__setitem__(step, value))
         return bool(self.study.pruner.prune(self.view, frozen))
 
@@ -154,9 +165,9 @@ class EpochReads:
 
 
 class _SharedReadStorage:
-    """The study's storage, but trial reads come from :class:`EpochReads` and writes update it too."""
+    """The study's storage, but trial reads come from :class:`SharedReads` and writes update it too."""
 
-    def __init__(self, base: Any, reads: EpochReads) -> None:
+    def __init__(self, base: Any, reads: SharedReads) -> None:
         self._base, self._reads = base, reads
 
     def __getattr__(self, name: str) -> Any:
@@ -315,7 +326,7 @@ def _pack(batch: _Batch, objective: Objective, members: list[tuple[optuna.Trial,
         try:
             with ExitStack() as stack:
                 per_member = []
-                reads = EpochReads(batch.study)
+                reads = SharedReads(batch.study)
                 for trial, run in chunk:
                     run.follow.pruning = reads
                     extra = stack.enter_context(objective.context(trial, run.params))
