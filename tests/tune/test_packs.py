@@ -127,7 +127,7 @@ def _prune_epochs(
     """Five running members report six epochs beside six finished trials; (epoch, member) pruned, reads."""
     import random
 
-    from tunelab.tune.packs import SharedReads
+    from tunelab.tune.reads import SharedReads
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp / 'prune.db'}")
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize", pruner=pruner)

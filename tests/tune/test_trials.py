@@ -146,33 +146,25 @@ def test_invalid_sampled_configs_fail_with_the_reason(tmp_path: Path, splits: An
     assert states[0.0].state.name == "COMPLETE"
 
 
-class _FakeTrial:
-    def __init__(self, prune_at: int) -> None:
-        self.prune_at, self.reports, self.attrs = prune_at, {}, {}
+class _PruneFrom(optuna.pruners.BasePruner):
+    def __init__(self, step: int) -> None:
+        self.step = step
 
-    def report(self, value: float, step: int) -> None:
-        self.reports[step] = value
-
-    def should_prune(self) -> bool:
-        return max(self.reports) >= self.prune_at
-
-    def set_user_attr(self, key: str, value: Any) -> None:
-        self.attrs[key] = value
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return (trial.last_step or 0) >= self.step
 
 
 def test_the_trial_callback_reports_each_epoch_and_prunes() -> None:
     from tunelab.train.callbacks import EpochReport
 
-    trial = _FakeTrial(prune_at=3)
-    cb = TrialCallback(trial, "val_f1")  # type: ignore[arg-type]
+    study = optuna.create_study(direction="maximize", pruner=_PruneFrom(3))
+    trial = study.ask()
+    cb = TrialCallback(trial, "val_f1")
     cb.on_epoch_end(None, EpochReport(1, {"val_f1": 0.5, "train_loss": 1.0, "val_loss": 1.2}, improved=True))  # type: ignore[arg-type]
     cb.on_epoch_end(None, EpochReport(2, {"val_f1": math.nan}))  # type: ignore[arg-type]
     with pytest.raises(optuna.TrialPruned, match="pruned at epoch 3"):
         cb.on_epoch_end(None, EpochReport(3, {"val_f1": 0.6, "train_loss": 0.9, "val_loss": 1.3}))  # type: ignore[arg-type]
-    assert trial.reports == {1: 0.5, 3: 0.6} and cb.pruned_epoch == 3
+    assert study.trials[0].intermediate_values == {1: 0.5, 3: 0.6} and cb.pruned_epoch == 3
     cb.record_partial()
-    assert (
-        trial.attrs[TRIAL.EPOCHS] == 3
-        and trial.attrs[TRIAL.BEST_EPOCH] == 1
-        and trial.attrs[TRIAL.GAP] == pytest.approx(0.2)
-    )
+    attrs = study.trials[0].user_attrs
+    assert attrs[TRIAL.EPOCHS] == 3 and attrs[TRIAL.BEST_EPOCH] == 1 and attrs[TRIAL.GAP] == pytest.approx(0.2)

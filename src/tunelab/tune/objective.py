@@ -36,11 +36,11 @@ from tunelab.results.attrs import TRIAL
 from tunelab.results.study import StudyWriter
 from tunelab.train.callbacks import BaseCallback, Callback, Diverged, EpochReport, FitContext
 from tunelab.tune.owners import claim
+from tunelab.tune.reads import SharedReads
 from tunelab.tune.space import InvalidSample, SearchSpace
 
 if TYPE_CHECKING:
     from tunelab.train.trainer import RunResult
-    from tunelab.tune.packs import SharedReads
 
 __all__ = ["DataCache", "Objective", "TrialCallback", "TrialFailed", "TrialRun", "is_out_of_memory", "objective_values"]
 
@@ -127,7 +127,7 @@ class TrialCallback(BaseCallback):
         self.best: EpochReport | None = None
         self.n_params: int | None = None
         self.pruned_epoch: int | None = None
-        self.pruning: SharedReads | None = None  # members of one pack share their pruner's reads
+        self.pruning: SharedReads | None = None  # the pruner's read of the study (a pack's members share one)
 
     def on_fit_start(self, ctx: FitContext) -> None:
         self.n_params = ctx.n_params
@@ -148,9 +148,9 @@ class TrialCallback(BaseCallback):
             raise optuna.TrialPruned(f"pruned at epoch {report.epoch}")
 
     def _should_prune(self, value: float, step: int) -> bool:
-        if self.pruning is not None:
-            return self.pruning.should_prune(self.trial, step, value)
-        return self.trial.should_prune()
+        if self.pruning is None:
+            self.pruning = SharedReads(self.trial.study)
+        return self.pruning.should_prune(self.trial, step, value)
 
     def record_partial(self) -> None:
         """Epoch facts of a trial that did not finish (pruned, diverged, failed)."""
