@@ -53,8 +53,10 @@ def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
-def write_json(path: str | Path, data: Any) -> Path:
-    return write_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
+def write_json(path: str | Path, data: Any, *, indent: int | None = 2) -> Path:
+    """``data`` as JSON; ``indent=None`` for large files (one line, written by json's C encoder,
+    which ``indent`` turns off: about 10x faster)."""
+    return write_text(path, json.dumps(data, indent=indent, default=_jsonable) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
