@@ -2,7 +2,7 @@
 # The GPU checks of issues 7 and 9 (benchmarks) in one prepared device call.
 #
 #   here:   bash benchmarks/gpu.sh wheels    # .wheels/: the Python 3.12 wheels the device image lacks
-#   there:  bash benchmarks/gpu.sh run       # device tool: carry [".wheels"], timeout_s 600
+#   there:  bash benchmarks/gpu.sh run       # device tool: carry [".wheels"], timeout_s 600 (BUDGET=550 s)
 #
 # The device image has Python 3.12 with torch, numpy, pandas, scipy, matplotlib, pyyaml, typer and
 # rich, and no network: optuna, pydantic, plotly and what they need travel as wheels (about 20 MB;
@@ -33,9 +33,15 @@ run)
         $PY -m pip install -q --no-index --find-links .wheels "${WHEELS[@]}" 2>&1 | tail -3
     fi
     DEVICE=${DEVICE:-cuda}
+    BUDGET=${BUDGET:-550}  # seconds for the whole run: a step gets at most what is left of it
     step() {  # step NAME SECONDS COMMAND...: run with a limit, keep its log, never stop the script
         local name=$1 limit=$2
         shift 2
+        if ((SECONDS + limit > BUDGET)); then limit=$((BUDGET - SECONDS)); fi
+        if ((limit < 20)); then
+            echo "=== $name: skipped, ${limit}s left of the ${BUDGET}s budget"
+            return
+        fi
         echo "=== $name (limit ${limit}s): $*"
         local t0=$SECONDS
         timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
@@ -55,14 +61,18 @@ run)
         # journal file, whose writes cost a tenth of SQLite's (what is left besides training on a GPU)
         step pack-study 230 $PY benchmarks/search.py --pack-study 100 --pack-size auto --device "$DEVICE" \
             --pack-storage journal
-        # issues 7 and 9: engine and packs (K=512) against the seeds' loop, gesture-like GRU/TCN/Transformer
-        step throughput 180 $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
-            --gesture-families gru tcn transformer --k 512 --variants graphs compile --epochs 1 --min-seconds 3 \
-            --json "$OUT/throughput.json"
+        # issues 7 and 9: engine and packs (K=512) against the seeds' loop, gesture-like data; the GRU
+        # also with compiled gate arithmetic and the fused-layers experiment row
+        step throughput-gru 150 $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
+            --gesture-families gru --k 512 --variants graphs compile --epochs 1 --min-seconds 3 \
+            --json "$OUT/throughput-gru.json"
+        step throughput-conv 100 $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
+            --gesture-families tcn transformer --k 512 --variants graphs --epochs 1 --min-seconds 3 \
+            --json "$OUT/throughput-conv.json"
         # CUDA-only tests: CUDA graphs, the pack-size probe, GPU training paths
-        step gpu-tests 70 $PY -m pytest -q -p no:cacheprovider -o addopts= -m gpu tests
+        step gpu-tests 60 $PY -m pytest -q -p no:cacheprovider -o addopts= -m gpu tests
         # CUDA graphs and TF32 against eager fp32: parameters after 4 steps, losses over 2 epochs
-        step check 70 $PY benchmarks/throughput.py --device "$DEVICE" --skip-vowels --skip-gesture --check \
+        step check 60 $PY benchmarks/throughput.py --device "$DEVICE" --skip-vowels --skip-gesture --check \
             --check-epochs 2 --check-variants eager graphs32 graphs --no-write
     fi
     cp benchmarks/RESULTS.md "$OUT/RESULTS.md"

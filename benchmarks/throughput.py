@@ -8,9 +8,12 @@ The reference is the loop the seed teams wrote: a ``torch.utils.data.DataLoader`
 collate, ``.to(device)`` per batch, ``nn.GRU`` (cuDNN on GPU) over the padded batch, the last
 step's output into a linear head, ``loss.item()`` every step, one trial at a time.  The engine
 is tunelab's own training step, the one ``tunelab.train.fit`` runs (index-slice batches on the
-device, packed sequences, device-side loss sums), on the same data, model size, batch size and
+device, no host sync per step, device-side loss sums), on the same data, model size, batch size and
 optimizer; clipping off and fp32 in both, so the arithmetic is the same.  Pack mode trains K
-trials at once (``tunelab.pack``) and reports the aggregate samples/s of all members.
+trials at once (``tunelab.pack``) and reports the aggregate samples/s of all members.  The GRU
+also gets an experimental row, "fused layers": tunelab's GRU runs its layers one call each (so
+LayerNorm can sit between them); that row runs the whole stack in one ``torch.gru`` call, as the
+seeds' ``nn.GRU(num_layers=2)`` does, to measure what fusing would gain before the model adopts it.
 
 Every row is measured after a warm-up, in this one process.  Columns: training samples/s (a
 pack counts K x its batch), ratio to the reference, peak memory (process RSS high-water mark —
@@ -176,11 +179,33 @@ def engine_config(family: str, batch_size: int, lr: float, overrides: dict[str, 
     return validate_config(data, "benchmark")
 
 
-def engine_runner(data: SequenceData, device: torch.device, cfg: ExperimentConfig) -> Callable[[], int]:
-    """One epoch of tunelab's training step (the inner loop of ``tunelab.train.fit``) per call."""
+def _fused_encode(self: Any, x: Tensor, lengths: Tensor) -> Tensor:
+    """``RNNClassifier.encode`` (forward-only, no LayerNorm) with the layer stack in one call."""
+    from tunelab.models.base import length_mask
+
+    first = self.layers[0]
+    weights = [w for rnn in self.layers for w in rnn._flat_weights]
+    n = len(self.layers)
+    h0 = x.new_zeros(n, x.shape[0], first.hidden_size)
+    if isinstance(first, nn.LSTM):
+        out = torch.lstm(x, [h0, h0], weights, True, n, self.drop.p, self.training, False, True)[0]
+    else:
+        out = torch.gru(x, h0, weights, True, n, self.drop.p, self.training, False, True)[0]
+    return out * length_mask(lengths, x.shape[1]).unsqueeze(-1).to(out.dtype)  # type: ignore[no-any-return]
+
+
+def engine_runner(
+    data: SequenceData, device: torch.device, cfg: ExperimentConfig, fused: bool = False
+) -> Callable[[], int]:
+    """One epoch of tunelab's training step (the inner loop of ``tunelab.train.fit``) per call;
+    ``fused``: the GRU/LSTM stack in one call (see the module docstring)."""
+    import types
+
     torch.manual_seed(cfg.seed)
     train = data.to(device)
     model = build_model(cfg.model, data.meta).to(device)
+    if fused:
+        model.encode = types.MethodType(_fused_encode, model)  # type: ignore[method-assign]
     loss_fn = build_loss(cfg.loss, data.meta, data.y).to(device)
     tc = cfg.train
     optimizer = build_optimizer(model, tc)
@@ -401,6 +426,7 @@ def family_rows(
     if family == "gru":
         bucketed = cfg.model_copy(update={"data": cfg.data.model_copy(update={"bucket": True})})
         loops.append(("tunelab engine, bucketed", lambda: engine_runner(data, device, bucketed), []))
+        loops.append(("tunelab engine, fused layers (experiment)", lambda: engine_runner(data, device, cfg, True), []))
     for k in ks if args.pack else []:
         for variant in args.variants:
             notes: list[str] = []
