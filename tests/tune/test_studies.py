@@ -183,3 +183,24 @@ def test_the_best_model_reevaluates_to_the_reported_numbers(tmp_path: Path) -> N
         assert metrics[key] == pytest.approx(result.best_metrics[key], abs=1e-5), key
     assert result.best_values[0] == pytest.approx(metrics["val_f1"], abs=1e-5)
     torch.manual_seed(0)
+
+
+def test_study_files_are_refreshed_within_a_share_of_the_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tunelab.results.study as study_files
+
+    clock = {"now": 100.0}
+    monkeypatch.setattr(study_files.time, "monotonic", lambda: clock["now"])
+    writer = study_files.StudyWriter(tmp_path / "s")
+    calls: list[float] = []
+
+    def slow_update(study: Any, objectives: Any, *, final: bool = False) -> None:
+        calls.append(clock["now"])
+        clock["now"] += 1.0  # a rewrite that takes one second
+
+    monkeypatch.setattr(writer, "update", slow_update)
+    assert writer.refresh(None, ["val_f1"])  # type: ignore[arg-type]  # the first always runs
+    clock["now"] += 5.0  # 5 s after a 1 s rewrite: another now would be 1/6 of the time
+    assert not writer.refresh(None, ["val_f1"])  # type: ignore[arg-type]
+    clock["now"] += 4.0  # 9 s since: within the 10% share again
+    assert writer.refresh(None, ["val_f1"])  # type: ignore[arg-type]
+    assert calls == [100.0, 110.0]

@@ -114,7 +114,7 @@ def _trial_dir(study_dir: Path, number: int) -> Path | None:
 
 
 def _from_results_file(study_dir: Path, number: int | None, label: str) -> Sample | None:
-    """From ``study_results.json`` (rewritten after every trial): no storage connection needed."""
+    """From ``study_results.json`` (rewritten as trials finish): no storage connection needed."""
     path = study_dir / "study_results.json"
     if not path.is_file():
         return None

@@ -653,7 +653,7 @@ def _run_here(
     objective = Objective(space, objectives, study_dir, data=cache, callbacks=callbacks, prune=prune, trial_context=ctx)
 
     def told(study: optuna.Study, trials: list[FrozenTrial]) -> bool:
-        writer.update(study, objectives)  # once for the trials told together (a pack)
+        writer.refresh(study, objectives)  # once for the trials told together (a pack)
         stop = False
         for trial in trials:
             rep.trial(study, trial)
@@ -692,7 +692,7 @@ def _run_workers(
         new = [t for t in study.get_trials(deepcopy=False, states=done) if t.number not in seen]
         if not new:
             return bool(guard.message)
-        writer.update(study, objectives)
+        writer.refresh(study, objectives)
         stop = False
         for t in sorted(new, key=lambda t: (t.datetime_complete or t.datetime_start, t.number)):  # type: ignore[arg-type, return-value]
             seen.add(t.number)
