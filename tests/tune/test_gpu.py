@@ -1,4 +1,5 @@
-"""On a CUDA machine: a real out-of-memory error fails its trial, frees the memory, and the study goes on."""
+"""On a CUDA machine: a real out-of-memory error fails its trial, frees the memory, and the study goes on;
+``--pack-size auto`` measures the device and packs the trials."""
 
 from __future__ import annotations
 
@@ -45,3 +46,21 @@ def test_real_cuda_out_of_memory(tmp_path: Path, splits: Any) -> None:
     hog.held.clear()
     torch.cuda.empty_cache()
     assert torch.cuda.memory_allocated() < 1 << 30
+
+
+LR_ONLY = {"train.lr": {"low": 1e-3, "high": 3e-2, "log": True}, "train.weight_decay": {"low": 1e-5, "high": 1e-2}}
+
+
+def test_pack_size_auto_measures_the_device_and_packs(tmp_path: Path, splits: Any) -> None:
+    from tunelab.config import ExperimentConfig
+    from tunelab.tune.packs import AUTO_CAP, _measured_fit
+
+    base = {**tiny_study().base.model_dump(), "device": "cuda"}
+    study = tiny_study(base=base, space=LR_ONLY, budget={"n_trials": 6})
+    result = tune(study, options(tmp_path, pack_size="auto"), data=splits)
+    trials = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path / 'tunelab.db'}").trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6
+    assert {t.user_attrs[TRIAL.PACK_SIZE] for t in trials} == {6}  # the probe found room for all six
+    assert (result.study_dir / "best_model.pt").is_file()
+    cfg = ExperimentConfig.model_validate(trials[0].user_attrs[TRIAL.CONFIG])
+    assert 2 <= _measured_fit(cfg, splits) <= AUTO_CAP
