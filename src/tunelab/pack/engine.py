@@ -47,21 +47,18 @@ def autocast(device: torch.device, amp: bool) -> Any:
     return nullcontext()
 
 
-_COMPILED: list[Any] = []
+_COMPILED: dict[str, Any] = {}
 
 
-def _compiled_gru_fns() -> Any:
-    """``torch.compile``d per-step GRU functions, made once per process (dynamo caches by shape)."""
-    from tunelab.pack.recurrence import gru_step_backward, gru_step_forward
+def _compiled_fns(mode: str) -> Any:
+    """``torch.compile``d per-step functions of a cell ("gru", "lstm"), made once per process
+    (dynamo caches by shape)."""
+    from tunelab.pack.recurrence import GRU_STEPS, LSTM_STEPS
 
-    if not _COMPILED:
-        _COMPILED.append(
-            (
-                torch.compile(gru_step_forward, dynamic=False, fullgraph=True),
-                torch.compile(gru_step_backward, dynamic=False, fullgraph=True),
-            )
-        )
-    return _COMPILED[0]
+    if mode not in _COMPILED:
+        plain = LSTM_STEPS if mode == "lstm" else GRU_STEPS
+        _COMPILED[mode] = tuple(torch.compile(fn, dynamic=False, fullgraph=True) for fn in plain)
+    return _COMPILED[mode]
 
 
 class PackEngine:
@@ -120,8 +117,7 @@ class PackEngine:
             setattr(dynamo, limit, max(getattr(dynamo, limit), 64))
             for m in self.model.modules():
                 if isinstance(m, PackedRNN):
-                    m.step = torch.compile(m.step, dynamic=False, fullgraph=True)
-                    m.gru_fns = _compiled_gru_fns()
+                    m.fns = _compiled_fns(m.mode)
         self.graphs = graphs and device.type == "cuda" and not train.extras
         self.bucket_step = bucket_step
         self._graphs: dict[int, Any] = {}

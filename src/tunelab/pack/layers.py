@@ -17,7 +17,7 @@ saved), so members may differ in them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tunelab.models.layers import MaskedMultiheadAttention, attention_heads
-from tunelab.pack.recurrence import PLAIN, StepFunctions, gru_recurrence
+from tunelab.pack.recurrence import GRU_STEPS, LSTM_STEPS, StepFunctions, gru_recurrence, lstm_recurrence
 
 __all__ = [
     "PackedAttention",
@@ -36,10 +36,6 @@ __all__ = [
     "PackedLayerNorm",
     "PackedLinear",
     "PackedRNN",
-    "gru_cell",
-    "gru_step",
-    "lstm_cell",
-    "lstm_step",
 ]
 
 
@@ -197,55 +193,16 @@ class PackedConvTranspose1d(PackedLayer):
 # --------------------------------------------------------------------------- recurrent
 
 
-def gru_cell(gi: Tensor, gh: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
-    """PyTorch's GRU step from input and hidden projections (biases included), gates r, z, n."""
-    i_r, i_z, i_n = gi.chunk(3, -1)
-    h_r, h_z, h_n = gh.chunk(3, -1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return n + z * (h - n), None
-
-
-def lstm_cell(gi: Tensor, gh: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
-    """PyTorch's LSTM step, gates i, f, g, o."""
-    assert c is not None
-    i, f, g, o = (gi + gh).chunk(4, -1)
-    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c_new), c_new
-
-
-def gru_step(
-    gi: Tensor, gh: Tensor, h: Tensor, c: Tensor | None, valid: Tensor
-) -> tuple[Tensor, Tensor | None, Tensor]:
-    """One masked GRU step: (next state, None, output); the state holds where ``valid`` is False."""
-    h_new, _ = gru_cell(gi, gh, h, c)
-    return torch.where(valid, h_new, h), None, h_new * valid
-
-
-def lstm_step(
-    gi: Tensor, gh: Tensor, h: Tensor, c: Tensor | None, valid: Tensor
-) -> tuple[Tensor, Tensor | None, Tensor]:
-    """One masked LSTM step: (next h, next c, output)."""
-    assert c is not None
-    h_new, c_new = lstm_cell(gi, gh, h, c)
-    assert c_new is not None
-    return torch.where(valid, h_new, h), torch.where(valid, c_new, c), h_new * valid
-
-
-Step = Callable[[Tensor, Tensor, Tensor, "Tensor | None", Tensor], "tuple[Tensor, Tensor | None, Tensor]"]
-
-
 class PackedRNN(PackedLayer):
     """K single-layer GRUs or LSTMs (either direction or both) over ``[K * B, T, D]``.
 
     The input projection of every step is one batched matmul before the loop; the loop does the
     hidden projection (one ``baddbmm`` for all members) and the gate arithmetic.  The projected
     inputs are split over time with ``unbind`` — not sliced per step, which would make every
-    step's backward allocate a full-size zero gradient.  GRUs run the recurrence of
-    :mod:`tunelab.pack.recurrence` (hand-written backward, one weight-gradient matmul).  A member's state stops updating after
-    its sequence ends (mask by length), and outputs at padded steps are zero, as with packed
-    sequences.  Called with a ``PackedSequence`` (how the model families call ``nn.GRU``), it
+    step's backward allocate a full-size zero gradient.  The loop is the recurrence of
+    :mod:`tunelab.pack.recurrence` (hand-written backward, one weight-gradient matmul for all
+    steps).  A member's state stops updating after its sequence ends (mask by length), and outputs
+    at padded steps are zero, as with packed sequences.  Called with a ``PackedSequence`` (how the model families call ``nn.GRU``), it
     unpacks, runs and packs again; called with a padded tensor it needs ``lengths``.
     """
 
@@ -261,8 +218,7 @@ class PackedRNN(PackedLayer):
         self.input_size = m.input_size
         self.dirs = 2 if m.bidirectional else 1
         self._stack_params(mods)
-        self.step: Step = lstm_step if self.mode == "lstm" else gru_step  # torch.compile may replace it
-        self.gru_fns: StepFunctions = PLAIN  # per-step functions of the GRU recurrence (compilable)
+        self.fns: StepFunctions = LSTM_STEPS if self.mode == "lstm" else GRU_STEPS  # torch.compile may replace them
 
     def _dir_param(self, kind: str, d: int) -> Tensor:
         return self._param(f"{kind}_l0{'_reverse' if d else ''}")
@@ -284,27 +240,15 @@ class PackedRNN(PackedLayer):
         b = kb // k
         xk = x.reshape(k, b * t, d_in)
         valid = (torch.arange(t, device=x.device)[None, :] < lengths[:, None]).view(k, b, t, 1)
-        steps_valid = valid.unbind(2)
+        plain = LSTM_STEPS if self.mode == "lstm" else GRU_STEPS
+        fns = self.fns if torch.is_grad_enabled() else plain  # compiled kernels for training shapes only
+        run = lstm_recurrence if self.mode == "lstm" else gru_recurrence
         outs = []
         for d in range(self.dirs):
             w_ih, w_hh = self._dir_param("weight_ih", d), self._dir_param("weight_hh", d)
             b_ih, b_hh = self._dir_param("bias_ih", d), self._dir_param("bias_hh", d)
             gi = torch.baddbmm(b_ih.unsqueeze(1), xk, w_ih.transpose(1, 2)).view(k, b, t, -1)
-            if self.mode == "gru":  # hand-written backward: one weight-gradient matmul for all steps
-                fns = self.gru_fns if torch.is_grad_enabled() else PLAIN  # compiled kernels for training shapes only
-                outs.append(gru_recurrence(gi, w_hh, b_hh, valid, d == 1, fns))
-                continue
-            gis = gi.unbind(2)  # one gradient buffer for all steps (see the class docstring)
-            w_hh_t = w_hh.transpose(1, 2)
-            bias_hh = b_hh.unsqueeze(1)
-            h = x.new_zeros(k, b, h_dim)
-            c = x.new_zeros(k, b, h_dim) if self.mode == "lstm" else None
-            out: list[Tensor] = [h] * t
-            step = self.step if torch.is_grad_enabled() else lstm_step
-            for s in range(t) if d == 0 else range(t - 1, -1, -1):
-                gh = torch.baddbmm(bias_hh, h, w_hh_t)
-                h, c, out[s] = step(gis[s], gh, h, c, steps_valid[s])
-            outs.append(torch.stack(out, 2))
+            outs.append(run(gi, w_hh, b_hh, valid, d == 1, fns))
         y = outs[0] if self.dirs == 1 else torch.cat(outs, -1)
         return y.reshape(kb, t, self.dirs * h_dim)
 
