@@ -242,7 +242,7 @@ class StudyWriter:
             "pareto_front": [_trial_record(t, retried) for t in front] if multi else None,
             "trials": [_trial_record(t, retried) for t in trials],
         }
-        write_json(self.dir / "study_results.json", results, indent=None)  # all trials: rewritten after each one
+        write_json(self.dir / "study_results.json", results, indent=None)  # all trials, one line: the C encoder
         if multi:
             write_json(
                 self.dir / "pareto_front.json",

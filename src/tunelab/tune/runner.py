@@ -2,7 +2,7 @@
 
 :func:`tune` resolves the study's name and the values earlier phases fixed, opens (or resumes) the
 Optuna study, runs the trials here or on worker processes, keeps the study directory up to date
-after every trial, and analyses the result.  :func:`auto_tune_all` runs one study per model family
+as trials finish (:meth:`~tunelab.results.study.StudyWriter.refresh`), and analyses the result.  :func:`auto_tune_all` runs one study per model family
 (seed 000's ``--auto-tune-all``).
 """
 
