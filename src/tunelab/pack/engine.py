@@ -47,18 +47,15 @@ def autocast(device: torch.device, amp: bool) -> Any:
     return nullcontext()
 
 
-_COMPILED: dict[str, Any] = {}
+_COMPILED: dict[Any, Any] = {}
 
 
-def _compiled_fns(mode: str) -> Any:
-    """``torch.compile``d per-step functions of a cell ("gru", "lstm"), made once per process
-    (dynamo caches by shape)."""
-    from tunelab.pack.recurrence import GRU_STEPS, LSTM_STEPS
-
-    if mode not in _COMPILED:
-        plain = LSTM_STEPS if mode == "lstm" else GRU_STEPS
-        _COMPILED[mode] = tuple(torch.compile(fn, dynamic=False, fullgraph=True) for fn in plain)
-    return _COMPILED[mode]
+def _compiled(steps: Any) -> Any:
+    """``torch.compile``d versions of a cell's per-step functions, made once per process (dynamo
+    caches by shape)."""
+    if steps not in _COMPILED:
+        _COMPILED[steps] = tuple(torch.compile(fn, dynamic=False, fullgraph=True) for fn in steps)
+    return _COMPILED[steps]
 
 
 class PackEngine:
@@ -117,7 +114,7 @@ class PackEngine:
             setattr(dynamo, limit, max(getattr(dynamo, limit), 64))
             for m in self.model.modules():
                 if isinstance(m, PackedRNN):
-                    m.fns = _compiled_fns(m.mode)
+                    m.fns = _compiled(m.plain)
         self.graphs = graphs and device.type == "cuda" and not train.extras
         self.bucket_step = bucket_step
         self._graphs: dict[int, Any] = {}

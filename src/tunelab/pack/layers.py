@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tunelab.models.layers import MaskedMultiheadAttention, attention_heads
-from tunelab.pack.recurrence import GRU_STEPS, LSTM_STEPS, StepFunctions, gru_recurrence, lstm_recurrence
+from tunelab.pack.recurrence import GRU_STEPS, LSTM_STEPS, StepFunctions, recurrence
 
 __all__ = [
     "PackedAttention",
@@ -202,8 +202,9 @@ class PackedRNN(PackedLayer):
     step's backward allocate a full-size zero gradient.  The loop is the recurrence of
     :mod:`tunelab.pack.recurrence` (hand-written backward, one weight-gradient matmul for all
     steps).  A member's state stops updating after its sequence ends (mask by length), and outputs
-    at padded steps are zero, as with packed sequences.  Called with a ``PackedSequence`` (how the model families call ``nn.GRU``), it
-    unpacks, runs and packs again; called with a padded tensor it needs ``lengths``.
+    at padded steps are zero, as with packed sequences.  Called with a ``PackedSequence`` (how the
+    model families call ``nn.GRU``), it unpacks, runs and packs again; called with a padded tensor
+    it needs ``lengths``.
     """
 
     def __init__(self, mods: Sequence[nn.GRU | nn.LSTM]) -> None:
@@ -218,7 +219,9 @@ class PackedRNN(PackedLayer):
         self.input_size = m.input_size
         self.dirs = 2 if m.bidirectional else 1
         self._stack_params(mods)
-        self.fns: StepFunctions = LSTM_STEPS if self.mode == "lstm" else GRU_STEPS  # torch.compile may replace them
+        self.plain: StepFunctions = LSTM_STEPS if self.mode == "lstm" else GRU_STEPS  # the cell's per-step functions
+        self.fns = self.plain  # torch.compile may replace them (training shapes only)
+        self.n_state = 2 if self.mode == "lstm" else 1  # an LSTM also carries its cell
 
     def _dir_param(self, kind: str, d: int) -> Tensor:
         return self._param(f"{kind}_l0{'_reverse' if d else ''}")
@@ -240,15 +243,13 @@ class PackedRNN(PackedLayer):
         b = kb // k
         xk = x.reshape(k, b * t, d_in)
         valid = (torch.arange(t, device=x.device)[None, :] < lengths[:, None]).view(k, b, t, 1)
-        plain = LSTM_STEPS if self.mode == "lstm" else GRU_STEPS
-        fns = self.fns if torch.is_grad_enabled() else plain  # compiled kernels for training shapes only
-        run = lstm_recurrence if self.mode == "lstm" else gru_recurrence
+        fns = self.fns if torch.is_grad_enabled() else self.plain
         outs = []
         for d in range(self.dirs):
             w_ih, w_hh = self._dir_param("weight_ih", d), self._dir_param("weight_hh", d)
             b_ih, b_hh = self._dir_param("bias_ih", d), self._dir_param("bias_hh", d)
             gi = torch.baddbmm(b_ih.unsqueeze(1), xk, w_ih.transpose(1, 2)).view(k, b, t, -1)
-            outs.append(run(gi, w_hh, b_hh, valid, d == 1, fns))
+            outs.append(recurrence(gi, w_hh, b_hh, valid, d == 1, fns, self.n_state))
         y = outs[0] if self.dirs == 1 else torch.cat(outs, -1)
         return y.reshape(kb, t, self.dirs * h_dim)
 

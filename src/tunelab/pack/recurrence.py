@@ -23,12 +23,9 @@ from torch import Tensor
 __all__ = [
     "GRU_STEPS",
     "LSTM_STEPS",
-    "PLAIN",
     "StepFunctions",
-    "gru_recurrence",
     "gru_step_backward",
     "gru_step_forward",
-    "lstm_recurrence",
     "lstm_step_backward",
     "lstm_step_forward",
     "recurrence",
@@ -107,7 +104,6 @@ def lstm_step_backward(
 StepFunctions = tuple[Callable[..., Any], Callable[..., Any]]
 GRU_STEPS: StepFunctions = (gru_step_forward, gru_step_backward)
 LSTM_STEPS: StepFunctions = (lstm_step_forward, lstm_step_backward)
-PLAIN = GRU_STEPS  # the GRU's uncompiled step functions
 
 
 class _Recurrence(torch.autograd.Function):
@@ -179,23 +175,10 @@ def recurrence(
 ) -> Tensor:
     """Outputs ``[K, B, T, H]`` of K recurrent layers given input projections ``gi [K, B, T, G*H]``
     (input bias included), hidden weights ``w_hh [K, G*H, H]``, bias ``b_hh [K, G*H]`` and
-    ``valid [K, B, T, 1]``; ``fns`` are the cell's per-step (forward, backward) functions, e.g.
-    ``torch.compile``d versions.  Under CUDA autocast the state and gate arithmetic stay float32
+    ``valid [K, B, T, 1]``; ``fns`` are the cell's per-step (forward, backward) functions
+    (:data:`GRU_STEPS` with ``n_state`` 1, :data:`LSTM_STEPS` with 2: state and cell), or
+    ``torch.compile``d versions of them.  Under CUDA autocast the state and gate arithmetic stay float32
     (the state accumulates over many steps) and only the hidden matmuls run in the autocast dtype."""
     mm = torch.get_autocast_dtype("cuda") if gi.is_cuda and torch.is_autocast_enabled("cuda") else None
     out: Tensor = _Recurrence.apply(gi, w_hh, b_hh, valid, reverse, fns, mm, n_state)
     return out
-
-
-def gru_recurrence(
-    gi: Tensor, w_hh: Tensor, b_hh: Tensor, valid: Tensor, reverse: bool = False, fns: StepFunctions = GRU_STEPS
-) -> Tensor:
-    """K GRUs (gates r, z, n): :func:`recurrence` with one state."""
-    return recurrence(gi, w_hh, b_hh, valid, reverse, fns, 1)
-
-
-def lstm_recurrence(
-    gi: Tensor, w_hh: Tensor, b_hh: Tensor, valid: Tensor, reverse: bool = False, fns: StepFunctions = LSTM_STEPS
-) -> Tensor:
-    """K LSTMs (gates i, f, g, o): :func:`recurrence` with two states, the output and the cell."""
-    return recurrence(gi, w_hh, b_hh, valid, reverse, fns, 2)

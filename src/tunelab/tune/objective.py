@@ -258,15 +258,18 @@ class Objective:
         """The per-trial context (heartbeat, tracker run); yields the trial's extra callbacks."""
         return self.trial_context(trial, params) if self.trial_context is not None else nullcontext(())
 
+    def fit_callbacks(self, run: TrialRun, extra: Sequence[Callback]) -> list[Callback]:
+        """A trial's fit callbacks, in order: trackers see each epoch before the pruner may end the
+        trial, and the follower records it before user callbacks run."""
+        return [*extra, run.follow, *self.callbacks]
+
     def _fit(self, trial: optuna.Trial, run: TrialRun) -> RunResult:
         from tunelab.train import fit
 
         try:
             data = self.data.get(run.cfg)
             with self.context(trial, run.params) as extra:
-                # trackers see each epoch before the pruner may end the trial; the follower records it before user callbacks run
-                callbacks = [*extra, run.follow, *self.callbacks]
-                return fit(run.cfg, data=data, callbacks=callbacks, run_dir=run.run_dir)
+                return fit(run.cfg, data=data, callbacks=self.fit_callbacks(run, extra), run_dir=run.run_dir)
         except BaseException as exc:  # noqa: BLE001  (fail() re-raises it as the outcome Optuna records)
             self.fail(trial, run, exc)
             raise  # unreachable: fail() always raises

@@ -224,7 +224,7 @@ def _solo(batch: _Batch, objective: Objective, trial: optuna.Trial, run: TrialRu
     try:
         data = objective.data.get(run.cfg)
         with objective.context(trial, run.params) as extra:
-            result = fit(run.cfg, data=data, callbacks=[*extra, run.follow, *objective.callbacks], run_dir=run.run_dir)
+            result = fit(run.cfg, data=data, callbacks=objective.fit_callbacks(run, extra), run_dir=run.run_dir)
     except BaseException as exc:  # noqa: BLE001  (told as the trial's outcome)
         error = exc
     _tell_outcome(batch, objective, trial, run, result, error)
@@ -249,7 +249,7 @@ def _pack(batch: _Batch, objective: Objective, members: list[tuple[optuna.Trial,
                 for trial, run in chunk:
                     run.follow.pruning = reads
                     extra = stack.enter_context(objective.context(trial, run.params))
-                    per_member.append([*extra, run.follow, *objective.callbacks])
+                    per_member.append(objective.fit_callbacks(run, extra))
                 results = fit_pack(
                     [run.cfg for _, run in chunk], data, per_member, run_dirs=[run.run_dir for _, run in chunk]
                 )

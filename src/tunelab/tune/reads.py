@@ -88,8 +88,3 @@ class _SharedReadStorage:
         self._base.set_trial_system_attr(trial_id, key, value)
         if trial_id in self._reads.trials:
             self._reads.write(trial_id, lambda t: t.system_attrs.__setitem__(key, value))
-
-    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
-        self._base.set_trial_intermediate_value(trial_id, step, intermediate_value)
-        if trial_id in self._reads.trials:
-            self._reads.write(trial_id, lambda t: t.intermediate_values.__setitem__(step, intermediate_value))

@@ -2,8 +2,8 @@
 
 :func:`tune` resolves the study's name and the values earlier phases fixed, opens (or resumes) the
 Optuna study, runs the trials here or on worker processes, keeps the study directory up to date
-as trials finish (:meth:`~tunelab.results.study.StudyWriter.refresh`), and analyses the result.  :func:`auto_tune_all` runs one study per model family
-(seed 000's ``--auto-tune-all``).
+as trials finish (:meth:`~tunelab.results.study.StudyWriter.refresh`), and analyses the result.
+:func:`auto_tune_all` runs one study per model family (seed 000's ``--auto-tune-all``).
 """
 
 from __future__ import annotations
