@@ -5,6 +5,7 @@ Errors the user can fix (``UserError``) print as one line and exit with code 2.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -319,16 +320,17 @@ def train(
 
 
 def _writable(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".tunelab-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(
-            f"--save-dir {path}: not writable ({exc.strerror}); choose a directory you can write to"
-        ) from None
-    return path
+    """Fail now, not after training, where ``--save-dir`` cannot be written; creates nothing (what
+    writes there creates it), so a run stopped by bad input leaves no empty folder."""
+    here = path.absolute()
+    existing = next(p for p in (here, *here.parents) if p.exists())
+    if not existing.is_dir():
+        reason = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"no permission to write in {existing}"
+    else:
+        return path
+    raise UserError(f"--save-dir {path}: not writable ({reason}); choose a directory you can write to")
 
 
 @app.command()

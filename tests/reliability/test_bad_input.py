@@ -188,6 +188,12 @@ CASES = [
         ["tune", "--dataset", "japanese_vowel", "--save-dir", "runs"],
         ("unknown dataset 'japanese_vowel'", "did you mean 'japanese_vowels'"),
     ),
+    Case(
+        "unknown-dataset-in-study-file",
+        TUNE,
+        ("unknown dataset 'japanese_vowel'", "japanese_vowels"),
+        study(base={**TINY_BASE, "data": {"name": "japanese_vowel"}}),
+    ),
     Case("unknown-sampler", [*TUNE, "--sampler", "tpee"], ("unknown sampler 'tpee'", "did you mean 'tpe'"), study()),
     Case(
         "unknown-pruner", [*TUNE, "--pruner", "medain"], ("unknown pruner 'medain'", "did you mean 'median'"), study()
@@ -319,6 +325,12 @@ CASES = [
         study(),
     ),
     Case(
+        "resume-with-nothing-stored",
+        [*TUNE, "--resume"],
+        ("--resume: no study named 'rel' or 'rel-<timestamp>'", "pass --study-name"),
+        study(),
+    ),
+    Case(
         "best-params-unknown-key",
         [*TUNE, "--best-params", "bp.json"],
         ("--best-params bp.json", "'train.lrr'", "did you mean 'train.lr'"),
@@ -370,11 +382,8 @@ def assert_refused(d: Path, out: Outcome, case: Case, before: set[str]) -> None:
     assert len(err.splitlines()) == 1 and err.startswith("error: "), err
     missing = [n for n in case.needles if n not in err]
     assert not missing, f"{missing} not in: {err}"
-    # nothing half-created: at most the (empty) save dir and its storage file, with no study in it
-    new = _tree(d) - before
-    assert new <= {"runs", "runs/tunelab.db"}, sorted(new)
-    if (d / "runs" / "tunelab.db").exists():
-        assert optuna.get_all_study_names(f"sqlite:///{d / 'runs' / 'tunelab.db'}") == []
+    # nothing half-created: no save dir, storage file or study
+    assert _tree(d) == before, sorted(_tree(d) - before)
     if case.secret is not None:
         assert case.secret not in out.output
         for p in d.rglob("*"):

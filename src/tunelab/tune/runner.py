@@ -33,6 +33,7 @@ from tunelab.tune.study import (
     default_storage,
     find_latest_study,
     is_rdb,
+    local_file,
     make_pruner,
     make_sampler,
     make_storage,
@@ -234,33 +235,33 @@ def _check_objectives(objectives: list[str], task: str, source: str) -> None:
             log.warning("objective %s selects models on the test split: the reported test score is then optimistic", m)
 
 
-def _enqueue_items(source: str | Path | list[dict[str, Any]] | None, space: SearchSpace) -> list[dict[str, Any]]:
-    """``--enqueue FILE``'s configurations (one mapping or a list of them), checked against the
-    space before any study is created, so a bad file leaves nothing behind."""
+def _read_enqueue(source: str | Path | list[dict[str, Any]] | None) -> tuple[list[Any], str]:
+    """``--enqueue FILE``'s configurations (one mapping or a list of them) and how to name them."""
     if source is None:
-        return []
+        return [], "--enqueue"
     if isinstance(source, list):
-        items: Any = source
-        where = "--enqueue"
-    else:
-        import yaml
+        return source, "--enqueue"
+    import yaml
 
-        path = Path(source)
-        where = f"--enqueue {path}"
-        if not path.is_file():
-            raise UserError(f"{where}: file not found")
-        try:
-            text = path.read_text()
-            items = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise UserError(f"{where}: not valid YAML/JSON ({first}); fix the syntax") from None
-        if isinstance(items, dict) and "trials" in items:
-            items = items["trials"]
+    path = Path(source)
+    where = f"--enqueue {path}"
+    if not path.is_file():
+        raise UserError(f"{where}: file not found")
+    try:
+        text = path.read_text()
+        items = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(f"{where}: not valid YAML/JSON ({first}); fix the syntax") from None
+    if isinstance(items, dict) and "trials" in items:
+        items = items["trials"]
     items = [items] if isinstance(items, dict) else items
     if not isinstance(items, list):
         raise UserError(f"{where}: expected a mapping of parameter → value, or a list of them")
-    known = set(space.params) | set(space.fixed) | {FAMILY_PARAM}
+    return items, where
+
+
+def _check_enqueue(items: list[Any], where: str, known: set[str]) -> None:
     for i, params in enumerate(items):
         if not isinstance(params, dict):
             raise UserError(f"{where}: entry {i} must be a mapping of parameter → value")
@@ -269,7 +270,10 @@ def _enqueue_items(source: str | Path | list[dict[str, Any]] | None, space: Sear
                 raise UserError(
                     f"{where}: entry {i}: '{key}' is not a parameter of this study{closest(key, sorted(known))}"
                 )
-    return [{k: v for k, v in params.items() if k not in space.fixed} for params in items]
+
+
+def _known(space: SearchSpace) -> set[str]:
+    return set(space.params) | set(space.fixed) | {FAMILY_PARAM}
 
 
 def _enqueue(study: optuna.Study, items: list[dict[str, Any]]) -> int:
@@ -345,6 +349,17 @@ def _check_history(study: optuna.Study, space: SearchSpace) -> None:
                 ) from None
 
 
+def _nothing_to_resume(opts: TuneOptions, base: str, shown: str) -> UserError:
+    suffix = f"/{opts.phase}" if opts.phase else ""
+    if opts.study_name:  # the words of open_study's refusal
+        return UserError(
+            f"--resume: no study '{opts.study_name}{suffix}' in {shown}; check --study-name and --storage (or drop --resume to start one)"
+        )
+    return UserError(
+        f"--resume: no study named '{base}' or '{base}-<timestamp>'{suffix} in {shown}; pass --study-name NAME or --storage URL"
+    )
+
+
 def _study_name(cfg: StudyConfig, opts: TuneOptions, storage: Any, base: str, shown: str, head_hint: str | None) -> str:
     suffix = f"/{opts.phase}" if opts.phase else ""
     if opts.study_name:
@@ -352,9 +367,7 @@ def _study_name(cfg: StudyConfig, opts: TuneOptions, storage: Any, base: str, sh
     if opts.resume:
         found = find_latest_study(storage, base, opts.phase)
         if found is None:
-            raise UserError(
-                f"--resume: no study named '{base}' or '{base}-<timestamp>'{suffix} in {shown}; pass --study-name NAME or --storage URL"
-            )
+            raise _nothing_to_resume(opts, base, shown)
         return found
     if head_hint is not None and not study_exists(storage, head_hint + suffix):
         return head_hint + suffix
@@ -370,8 +383,6 @@ def _phase_fixed(
     """Values fixed by earlier phases, and the study-name head of the previous phase (to group)."""
     import optuna
 
-    if opts.best_params is not None:
-        return load_best_params(opts.best_params, cfg), None
     if opts.phase is None:
         return {}, None
     prev = previous_phase(cfg, opts.phase)
@@ -472,25 +483,34 @@ def tune(
     save_dir = Path(opts.save_dir)
     url = cfg.storage or default_storage(save_dir)
     shown = mask_url(url)
+    # the space, the data and the objectives are checked before a storage file is created, so bad
+    # input leaves nothing behind (the checks after it need the studies stored there)
+    cache = DataCache(data)
+    first = build_space(cfg, phase=opts.phase, grid=opts.grid, source=opts.source)
+    task = _task(first, cache)
+    objectives, directions = cfg.objective.resolved(task)
+    _check_objectives(objectives, task, opts.source)
+    given = load_best_params(opts.best_params, cfg) if opts.best_params is not None else None
+    queued, queued_from = _read_enqueue(opts.enqueue)
+    # a typo fails here; whether a key fits this phase needs the values fixed by the earlier ones (below)
+    _check_enqueue(queued, queued_from, _known(first) | _known(build_space(cfg, source=opts.source)))
+    base = opts.study_name or cfg.name or "tune"
+    file = local_file(url)
+    if opts.resume and file is not None and not file.exists():  # nothing to resume, and no file to create
+        raise _nothing_to_resume(opts, base, shown)
     storage = make_storage(
         url, heartbeat_interval=cfg.heartbeat_interval, grace_period=cfg.grace_period, max_retry=cfg.max_retry
     )
-    base = opts.study_name or cfg.name or "tune"
-    if opts.phase is not None or opts.grid is not None:
-        build_space(cfg, phase=opts.phase, grid=opts.grid, source=opts.source)  # unknown names fail here, first
     resumed_name = _study_name(cfg, opts, storage, base, shown, None) if opts.resume else None
     if resumed_name is not None and opts.best_params is None and study_exists(storage, resumed_name):
         old = optuna.load_study(study_name=resumed_name, storage=storage)
         fixed, head = dict(old.user_attrs.get(STUDY.FIXED_PARAMS) or {}), None
     else:
-        fixed, head = _phase_fixed(cfg, opts, storage, base, shown)
+        fixed, head = (given, None) if given is not None else _phase_fixed(cfg, opts, storage, base, shown)
     name = resumed_name or _study_name(cfg, opts, storage, base, shown, head)
     space = build_space(cfg, phase=opts.phase, grid=opts.grid, fixed=fixed, locked=opts.locked, source=opts.source)
-    cache = DataCache(data)
-    task = _task(space, cache)
-    objectives, directions = cfg.objective.resolved(task)
-    _check_objectives(objectives, task, opts.source)
-    queued = _enqueue_items(opts.enqueue, space)  # checked before the study exists
+    _check_enqueue(queued, queued_from, _known(space))  # before the study exists
+    queued = [{k: v for k, v in params.items() if k not in space.fixed} for params in queued]
     study_dir = save_dir / name
 
     n_existing = (

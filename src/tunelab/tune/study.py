@@ -35,6 +35,7 @@ __all__ = [
     "has_password",
     "is_rdb",
     "journal_path",
+    "local_file",
     "make_pruner",
     "make_sampler",
     "make_storage",
@@ -74,6 +75,16 @@ def journal_path(url: str) -> str | None:
     return None
 
 
+def local_file(url: str) -> Path | None:
+    """The file a SQLite or journal-file URL stores into (None for servers and in-memory SQLite)."""
+    jp = journal_path(url)
+    if jp is not None:
+        return Path(jp)
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return Path(url.removeprefix("sqlite:///").split("?")[0])
+    return None
+
+
 def is_rdb(url: str) -> bool:
     """Whether the URL is served by Optuna's RDBStorage (which beats its own heartbeat)."""
     return journal_path(url) is None and not url.startswith(("redis://", "rediss://"))
@@ -81,8 +92,9 @@ def is_rdb(url: str) -> bool:
 
 def _absolute_sqlite(url: str) -> str:
     """sqlite with a relative path → absolute, so study.json reopens from any directory."""
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        path = Path(url.removeprefix("sqlite:///").split("?")[0]).resolve()  # sqlite:////abs → /abs
+    path = local_file(url) if url.startswith("sqlite") else None
+    if path is not None:
+        path = path.resolve()  # sqlite:////abs → /abs
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path.as_posix()}"
     return url
