@@ -527,9 +527,15 @@ def experiments_cmd(
 
     from tunelab.experiments import load_experiment_set, run_experiment_set
     from tunelab.experiments.runner import EXPERIMENT, SEED, lead_metrics
+    from tunelab.experiments.spec import check_metric
 
     flags = flag_overrides(epochs=epochs, device=device)
     spec, jobs = load_experiment_set(file, flags + list(overrides or []))  # fail fast, before any storage is touched
+    for m in metric or []:
+        try:
+            check_metric(m)
+        except ValueError as exc:
+            raise UserError(f"--metric {m}: {exc}") from None
     lead = (list(metric or spec.metrics) or ["val_loss", "val_acc", "test_acc", "test_mse"])[:3]
     count = [0]
 

@@ -165,6 +165,21 @@ def test_cli_runs_a_set_and_prints_the_comparison(tmp_path) -> None:
     assert "comparison.md" in res.output
     assert all(t.user_attrs["config"]["train"]["max_epochs"] == 1 for t in _trials(tmp_path))
     bad = CliRunner().invoke(
-        app, ["experiments", str(path), "--save-dir", str(tmp_path / "runs"), "--epochs", "1", "-m", "test_nope"]
+        app, ["experiments", str(path), "--save-dir", str(tmp_path / "fresh"), "--epochs", "1", "-m", "test_nope"]
     )
-    assert isinstance(bad.exception, UserError) and "test_nope" in str(bad.exception)
+    assert isinstance(bad.exception, UserError) and "--metric test_nope" in str(bad.exception)
+    assert not (tmp_path / "fresh").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (("name: synthetic_gestures", "name: synthetic_gesture"), "unknown dataset 'synthetic_gesture'"),
+        (("metrics: [val_acc,", "metrics: [val_mse,"), "objective 'val_mse' does not exist for a classification task"),
+    ],
+)
+def test_bad_data_or_objective_is_refused_before_anything_is_written(tmp_path, change, match) -> None:
+    path = _write(tmp_path, SET.replace(*change))
+    with pytest.raises(UserError, match=match):
+        run_experiment_set(path, save_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

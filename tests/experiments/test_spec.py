@@ -68,6 +68,7 @@ def test_flatten_overrides() -> None:
         ("experiments: {a: {}}\nname: s\nrepeat: 3", "unknown key 'repeat'.*did you mean 'repeats'"),
         ("experiments: {a: {model.hidden_dimm: 3}}\nname: s", "experiment 'a'.*model.hidden_dimm"),
         ("name: s", "experiments"),
+        ("experiments: {a: {}}\nname: s\nmetrics: [val_acc2]", "unknown metric 'val_acc2'.*did you mean 'val_acc'"),
     ],
 )
 def test_errors_name_the_file_and_key(tmp_path, body: str, match: str) -> None:

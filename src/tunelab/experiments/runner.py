@@ -18,12 +18,13 @@ comparison lands beside: ``comparison.{csv,json,md}`` and ``plots/``.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import UserError
 from tunelab.experiments.comparison import Comparison, Entry, Sample, compare_entries, default_metrics
@@ -31,6 +32,9 @@ from tunelab.experiments.spec import ExperimentSet, Job, load_experiment_set
 from tunelab.results.attrs import STUDY
 from tunelab.results.io import write_json, write_text
 from tunelab.tune.spec import metric_direction
+
+if TYPE_CHECKING:
+    from tunelab.tune.objective import DataCache
 
 __all__ = [
     "EXPERIMENT",
@@ -125,8 +129,32 @@ def _plan(study: Any, jobs: list[Job]) -> int:
     return sum(1 for j in jobs if status.get((j.experiment, j.seed, j.key)) == "done")
 
 
+def _checked_data(jobs: list[Job], metric: str, path: str | Path) -> DataCache:
+    """Each data source of the set, loaded once before any storage file or study is created (so
+    bad data, or an objective its task lacks, fails as one line and leaves nothing behind); the
+    cache then serves the trials."""
+    from tunelab.tune.objective import DataCache
+    from tunelab.tune.runner import check_objectives
+
+    data = DataCache(max_items=1)
+    seen = set()
+    for job in jobs:
+        source = json.dumps(job.config.data.model_dump(mode="json", exclude={"augment", "bucket"}), sort_keys=True)
+        if source not in seen:
+            seen.add(source)
+            check_objectives([metric], str(data.get(job.config).meta.task), f"{path}: metrics")
+    return data
+
+
 def _optimize(
-    study: Any, jobs: list[Job], study_dir: Path, metric: str, url: str, n_trials: int, callbacks: list[Any]
+    study: Any,
+    jobs: list[Job],
+    study_dir: Path,
+    metric: str,
+    url: str,
+    n_trials: int,
+    callbacks: list[Any],
+    data: DataCache | None = None,
 ) -> None:
     """Train ``n_trials`` queued trials in this process, exactly as tune trains a trial."""
     from tunelab.tune.objective import Objective, TrialFailed
@@ -134,7 +162,7 @@ def _optimize(
     from tunelab.tune.study import is_rdb
 
     ctx = trial_context(study, None if is_rdb(url) else HEARTBEAT)  # tune's own heartbeat on journal storages
-    objective = Objective(FixedSpace(jobs), [metric], study_dir, prune=False, trial_context=ctx)  # type: ignore[arg-type]
+    objective = Objective(FixedSpace(jobs), [metric], study_dir, prune=False, trial_context=ctx, data=data)  # type: ignore[arg-type]
     study.optimize(objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=callbacks)
 
 
@@ -213,6 +241,7 @@ def run_experiment_set(
     study_dir = Path(save_dir) / spec.name
     url = canonical_url(storage or default_storage(save_dir))
     metric = spec.metrics[0] if spec.metrics else jobs[0].config.train.early_stopping.monitor
+    data = _checked_data(jobs, metric, path)
     study, shown = _open(url, spec.name, metric)
     spec_dict = spec.model_dump(mode="json")
     for k, v in {
@@ -243,7 +272,7 @@ def run_experiment_set(
             _report_new(s, reported, on_trial)
 
         if queued and workers == 1:
-            _optimize(study, jobs, study_dir, metric, url, len(queued), [after_trial])
+            _optimize(study, jobs, study_dir, metric, url, len(queued), [after_trial], data)
         elif queued:
             poll = lambda: after_trial(study, None)  # noqa: E731
             _run_workers(study, jobs, study_dir, metric, url, len(queued), workers, list(plugins or []), poll)

@@ -36,8 +36,37 @@ from tunelab.config import (
     validate_config,
 )
 from tunelab.errors import UserError
+from tunelab.tune.spec import METRICS
 
-__all__ = ["Experiment", "ExperimentSet", "Job", "config_hash", "flatten_overrides", "load_experiment_set"]
+__all__ = [
+    "COMPARABLE",
+    "Experiment",
+    "ExperimentSet",
+    "Job",
+    "check_metric",
+    "config_hash",
+    "flatten_overrides",
+    "load_experiment_set",
+]
+
+#: What a comparison can show: a run's final metrics (tunelab.train.trainer) and the cost columns.
+COMPARABLE = (
+    *(m for m in METRICS if m not in ("seconds", "epochs")),
+    "test_ece",
+    "test_ece_scaled",
+    "seconds_per_epoch",
+)
+
+
+def check_metric(name: str) -> str:
+    """``name`` if a comparison can show it; else a ``ValueError`` naming the closest ones."""
+    if name not in COMPARABLE:
+        from tunelab.registry import closest
+
+        raise ValueError(
+            f"unknown metric '{name}'{closest(name, list(COMPARABLE))}; use one of: {', '.join(COMPARABLE)}"
+        )
+    return name
 
 
 def flatten_overrides(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -104,6 +133,11 @@ class ExperimentSet(StrictModel):
     @classmethod
     def _flat(cls, value: Any) -> dict[str, Any]:
         return flatten_overrides(value)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        return [check_metric(m) for m in value]  # a typo fails here, not after the first trial
 
     @field_validator("experiments", mode="before")
     @classmethod

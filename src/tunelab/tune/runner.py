@@ -222,7 +222,8 @@ def _task(space: SearchSpace, cache: DataCache) -> str:
     return str(cache.get(cfg).meta.task)
 
 
-def _check_objectives(objectives: list[str], task: str, source: str) -> None:
+def check_objectives(objectives: list[str], task: str, source: str) -> None:
+    """Each split objective (``val_*``, ``test_*``) must be a metric of the data's ``task``."""
     valid = _TASK_METRICS.get(task, ())
     for m in objectives:
         split, _, metric = m.partition("_")
@@ -489,7 +490,7 @@ def tune(
     first = build_space(cfg, phase=opts.phase, grid=opts.grid, source=opts.source)
     task = _task(first, cache)
     objectives, directions = cfg.objective.resolved(task)
-    _check_objectives(objectives, task, opts.source)
+    check_objectives(objectives, task, opts.source)
     given = load_best_params(opts.best_params, cfg) if opts.best_params is not None else None
     queued, queued_from = _read_enqueue(opts.enqueue)
     # a typo fails here; whether a key fits this phase needs the values fixed by the earlier ones (below)

@@ -94,9 +94,7 @@ def _absolute_sqlite(url: str) -> str:
     """sqlite with a relative path → absolute, so study.json reopens from any directory."""
     path = local_file(url) if url.startswith("sqlite") else None
     if path is not None:
-        path = path.resolve()  # sqlite:////abs → /abs
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path.as_posix()}"
+        return f"sqlite:///{path.resolve().as_posix()}"  # sqlite:////abs → /abs
     return url
 
 
@@ -150,6 +148,8 @@ def make_storage(
                 url_abs = _with_driver(_absolute_sqlite(url))
                 engine_kwargs: dict[str, Any] = {}
                 if url_abs.startswith("sqlite"):
+                    if (path := local_file(url_abs)) is not None:
+                        path.parent.mkdir(parents=True, exist_ok=True)
                     engine_kwargs = {"connect_args": {"timeout": 60}}  # several workers share one file
                 else:
                     engine_kwargs = {"pool_pre_ping": True}
