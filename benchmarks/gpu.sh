@@ -54,7 +54,7 @@ run)
         step gpu-tests 120 $PY -m pytest -q -p no:cacheprovider -o addopts= tests/tune/test_packs.py -k "pack_size_values"
         step throughput 300 $PY benchmarks/throughput.py --device "$DEVICE" --quick --pack --skip-vowels \
             --gesture-families gru --k 2 --variants eager --epochs 1 --min-seconds 0.5 --rounds 1 \
-            --json "$OUT/throughput.json" --no-write
+            --json "$OUT/throughput.json" --profile "$OUT/profile.md" --no-write
         step pack-study 300 $PY benchmarks/search.py --pack-study 4 --pack-size 2 --device "$DEVICE" --max-epochs 2 --no-write
     else
         # issue 9: a 100-trial study with and without packs (--pack-size auto: the memory probe); on a
@@ -62,10 +62,11 @@ run)
         step pack-study 230 $PY benchmarks/search.py --pack-study 100 --pack-size auto --device "$DEVICE" \
             --pack-storage journal
         # issues 7 and 9: engine and packs (K=512) against the seeds' loop, gesture-like data; the GRU
-        # also with compiled gate arithmetic and the fused-layers experiment row
+        # also with compiled gate arithmetic and the fused-layers experiment row; then the top kernels of
+        # an engine step and a K=512 pack step (where the time goes, if 50x is not reached)
         step throughput-gru 150 $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
             --gesture-families gru --k 512 --variants graphs compile --epochs 1 --min-seconds 3 \
-            --json "$OUT/throughput-gru.json"
+            --json "$OUT/throughput-gru.json" --profile "$OUT/profile-gru.md"
         step throughput-conv 100 $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
             --gesture-families tcn transformer --k 512 --variants graphs --epochs 1 --min-seconds 3 \
             --json "$OUT/throughput-conv.json"
