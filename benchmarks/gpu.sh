@@ -58,9 +58,11 @@ run)
         step pack-study 300 $PY benchmarks/search.py --pack-study 4 --pack-size 2 --device "$DEVICE" --max-epochs 2 --no-write
     else
         # issue 9: a 100-trial study with and without packs (--pack-size auto: the memory probe); on a
-        # journal file, whose writes cost a tenth of SQLite's (what is left besides training on a GPU)
+        # journal file, whose writes cost a tenth of SQLite's (what is left besides training on a GPU).
+        # 15 epochs a trial: one trial at a time must finish within the step's limit (the 2026-11-23
+        # H100 run saw ~9 ms a step; at that rate, 100 trials x 15 epochs of ~9 steps take ~150 s)
         step pack-study 230 $PY benchmarks/search.py --pack-study 100 --pack-size auto --device "$DEVICE" \
-            --pack-storage journal
+            --pack-storage journal --max-epochs 15
         # issues 7 and 9: engine and packs (K=512) against the seeds' loop, gesture-like data; the GRU
         # also with compiled gate arithmetic and the fused-layers experiment row; then the top kernels of
         # an engine step and a K=512 pack step (where the time goes, if 50x is not reached)

@@ -724,6 +724,9 @@ def pack_study(
                     result.best_metrics.get("test_acc", float("nan")),
                 )
             )
+            print(
+                f"{label}: {n_trials} trials in {seconds:.1f} s, best val {rows[-1][2]:.4f}", flush=True
+            )  # kept if a limit stops the next run
     base_s = rows[0][1]
     lines = [
         "| run | trials | wall-clock s | speed-up | best val_acc | its test_acc |",
