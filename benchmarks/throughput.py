@@ -220,7 +220,7 @@ def engine_runner(
         loss_sum = torch.zeros((), device=device)
         seen = 0
         for idx in batch_indices(
-            len(train), tc.batch_size, shuffle=True, generator=gen, lengths=train.lengths, bucket=cfg.data.bucket
+            len(train), tc.batch_size, shuffle=True, generator=gen, lengths=train.host_lengths, bucket=cfg.data.bucket
         ):
             inputs, y = make_batch(train, idx)
             loss = loss_fn(model(**inputs), y, inputs["lengths"])

@@ -35,7 +35,7 @@ def batch_indices(
     if bucket and lengths is not None:
         # sort within windows of 50 batches: similar lengths together, still random across windows
         window = batch_size * 50
-        lens = lengths.cpu()[order]
+        lens = lengths.cpu()[order]  # callers pass SequenceData.host_lengths: no wait for the device
         chunks = [order[i : i + window][torch.argsort(lens[i : i + window], stable=True)] for i in range(0, n, window)]
         order = torch.cat(chunks)
     batches = list(torch.split(order, batch_size))
@@ -74,6 +74,6 @@ def iterate(
 ) -> Iterator[Batch]:
     """All batches of one pass over ``data``."""
     for idx in batch_indices(
-        len(data), batch_size, shuffle=shuffle, generator=generator, lengths=data.lengths, bucket=bucket
+        len(data), batch_size, shuffle=shuffle, generator=generator, lengths=data.host_lengths, bucket=bucket
     ):
         yield make_batch(data, idx)

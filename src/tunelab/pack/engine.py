@@ -146,7 +146,7 @@ class PackEngine:
                 self.tc.batch_size,
                 shuffle=True,
                 generator=self.gen,
-                lengths=self.train.lengths,
+                lengths=self.train.host_lengths,
                 bucket=self.bucket,
             )
             on_device = torch.cat(batches).to(self.device).split([len(b) for b in batches])  # one upload per pass

@@ -199,7 +199,7 @@ def _fit(
                         tc.batch_size,
                         shuffle=True,
                         generator=gen,
-                        lengths=train.lengths,
+                        lengths=train.host_lengths,
                         bucket=cfg.data.bucket,
                     )[::-1]
                 inputs, y = make_batch(train, queue.pop())
