@@ -493,8 +493,8 @@ def tune(
     check_objectives(objectives, task, opts.source)
     given = load_best_params(opts.best_params, cfg) if opts.best_params is not None else None
     queued, queued_from = _read_enqueue(opts.enqueue)
-    # a typo fails here; whether a key fits this phase needs the values fixed by the earlier ones (below)
-    _check_enqueue(queued, queued_from, _known(first) | _known(build_space(cfg, source=opts.source)))
+    if queued:  # a typo fails here; whether a key fits this phase needs the earlier phases' values (below)
+        _check_enqueue(queued, queued_from, _known(first) | _known(build_space(cfg, source=opts.source)))
     base = opts.study_name or cfg.name or "tune"
     file = local_file(url)
     if opts.resume and file is not None and not file.exists():  # nothing to resume, and no file to create
