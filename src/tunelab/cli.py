@@ -885,7 +885,9 @@ def space_cmd(
     from tunelab.tune.space import build_space, grid_size
 
     cfg, locked = study_from_flags(config, overrides=list(overrides or []), models=model, enhanced=enhanced)
-    space = build_space(cfg, phase=phase, grid=grid, locked=locked, source=str(config or "command line"))
+    source = str(config or "command line")
+    space = build_space(cfg, phase=phase, grid=grid, locked=locked, source=source)
+    space.check_values(source)  # what tune would refuse, `space` refuses too
     grids = {name: grid_size(g) for name, g in cfg.grids.items()}
     if as_json:
         console.print_json(

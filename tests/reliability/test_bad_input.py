@@ -194,6 +194,12 @@ CASES = [
         ("unknown dataset 'japanese_vowel'", "japanese_vowels"),
         study(base={**TINY_BASE, "data": {"name": "japanese_vowel"}}),
     ),
+    Case(
+        "space-choice-out-of-bounds",
+        TUNE,
+        ("s.yaml: space: model.dropout", "the choice 1.5 is never valid", "less than 1"),
+        study(space={"model.dropout": [0.1, 1.5]}),
+    ),
     Case("unknown-sampler", [*TUNE, "--sampler", "tpee"], ("unknown sampler 'tpee'", "did you mean 'tpe'"), study()),
     Case(
         "unknown-pruner", [*TUNE, "--pruner", "medain"], ("unknown pruner 'medain'", "did you mean 'median'"), study()

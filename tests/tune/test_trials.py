@@ -10,7 +10,7 @@ import optuna
 import pytest
 import torch
 
-from tests.tune.conftest import options, tiny_study
+from tests.tune.conftest import TINY_BASE, options, tiny_study
 from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
 from tunelab.train import BaseCallback
@@ -137,13 +137,42 @@ def test_consecutive_failures_stop_the_study(tmp_path: Path, splits: Any) -> Non
 
 
 def test_invalid_sampled_configs_fail_with_the_reason(tmp_path: Path, splits: Any) -> None:
-    cfg = tiny_study(space={"model.dropout": [0.0, 1.5]}, sampler="grid", budget={"n_trials": 2})
+    # 3 heads cannot split a width of 8: a clash between two fields, found when a trial samples it
+    base = {**TINY_BASE, "model": {"name": "transformer", "d_model": 8, "ff_dim": 8, "num_layers": 1}}
+    cfg = tiny_study(base=base, space={"model.num_heads": [2, 3]}, sampler="grid", budget={"n_trials": 2})
     result = tune(cfg, options(tmp_path), data=splits)
-    states = {t.params["model.dropout"]: t for t in _study(result).trials}
-    assert states[1.5].state.name == "FAIL" and states[1.5].user_attrs[TRIAL.REASON].startswith(
-        "invalid config: sampled config: model.dropout"
+    states = {t.params["model.num_heads"]: t for t in _study(result).trials}
+    assert states[3].state.name == "FAIL" and states[3].user_attrs[TRIAL.REASON].startswith(
+        "invalid config: sampled config: model: model.num_heads=3 must divide model.d_model=8"
     )
-    assert states[0.0].state.name == "COMPLETE"
+    assert states[2].state.name == "COMPLETE"
+
+
+@pytest.mark.parametrize(
+    ("space", "match"),
+    [
+        ({"model.dropout": [0.0, 1.5]}, "model.dropout: the choice 1.5 is never valid .*less than 1"),
+        ({"model.hidden_dim": {"low": 0, "high": 8}}, "model.hidden_dim: the range end 0 is never valid"),
+        ({"train.batch_size": [16, "big"]}, "train.batch_size: the choice 'big' is never valid"),
+        (
+            {"data.name": ["japanese_vowels", "japanese_vowel"]},
+            "data.name: the choice 'japanese_vowel' .*unknown dataset",
+        ),
+    ],
+)
+def test_a_value_no_trial_could_use_is_refused_before_the_study(tmp_path: Path, splits: Any, space, match) -> None:
+    with pytest.raises(UserError, match=match):
+        tune(tiny_study(space=space), options(tmp_path), data=splits)
+    assert not any(tmp_path.iterdir())
+
+
+def test_open_range_ends_and_cross_field_values_are_accepted(tmp_path: Path) -> None:
+    from tunelab.tune.space import build_space
+
+    # dropout < 1: a continuous range never samples 1.0 itself; heads 3 suit a d_model of 12
+    space = {"model.dropout": {"low": 0.0, "high": 1.0}, "model.num_heads": [2, 3], "model.d_model": [8, 12]}
+    study = tiny_study(families=["transformer", "gru"], space=space)
+    build_space(study).check_values("study")
 
 
 class _PruneFrom(optuna.pruners.BasePruner):

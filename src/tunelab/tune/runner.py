@@ -489,6 +489,7 @@ def tune(
     cache = DataCache(data)
     first = build_space(cfg, phase=opts.phase, grid=opts.grid, source=opts.source)
     task = _task(first, cache)
+    first.check_values(opts.source)
     objectives, directions = cfg.objective.resolved(task)
     check_objectives(objectives, task, opts.source)
     given = load_best_params(opts.best_params, cfg) if opts.best_params is not None else None

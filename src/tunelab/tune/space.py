@@ -171,16 +171,68 @@ class SearchSpace:
 
     def to_config(self, params: dict[str, Any]) -> ExperimentConfig:
         """Base + family + fixed + ``params`` → a validated ExperimentConfig (base untouched)."""
+        try:
+            return validate_config(self._mapping(params), "sampled config")
+        except UserError as exc:
+            raise InvalidSample(str(exc)) from None
+
+    def _mapping(self, params: dict[str, Any]) -> dict[str, Any]:
         fam = self.family(params.get(FAMILY_PARAM))
         overrides: dict[str, Any] = fam.overrides()  # model.name first: a new family starts from its defaults
         for key, value in {**self.fixed, **params}.items():
             if key == FAMILY_PARAM or (key.startswith("model.") and not self._family_has(fam, key)):
                 continue
             overrides[key] = value
+        return apply_overrides(self.base, overrides)
+
+    def check_values(self, source: str) -> None:
+        """Refuse a value the space can sample that its field never accepts: a choice, or an end
+        of a range, outside the field's own bounds (or an unknown dataset).  One line now instead
+        of failed trials later.  A value that only clashes with another field (a cross-field
+        check, e.g. heads that do not divide the width) is left to the trial that samples both."""
+        for key, spec in self.params.items():
+            if spec.type == "categorical":
+                values, open_ends = list(spec.choices or []), False
+            else:
+                assert spec.low is not None and spec.high is not None
+                top = (
+                    spec.high
+                    if spec.step is None
+                    else spec.low + math.floor((spec.high - spec.low) / spec.step + 1e-9) * spec.step
+                )
+                values = [int(spec.low), int(top)] if spec.type == "int" else [spec.low, top]
+                open_ends = spec.type == "float" and spec.step is None  # never sampled exactly at an end
+            labels: list[str | None] = list(self.applicable(key)) if key.startswith("model.") else [None]
+            for label in labels:
+                for value in values:
+                    problem = self._field_problem(key, value, label, open_ends)
+                    if problem is not None:
+                        what = "choice" if spec.type == "categorical" else "range end"
+                        raise UserError(
+                            f"{source}: space: {key}: the {what} {value!r} is never valid ({problem}); change it"
+                        )
+
+    def _field_problem(self, key: str, value: Any, label: str | None, open_ends: bool) -> str | None:
+        from pydantic import ValidationError
+
+        if key == "data.name":
+            from tunelab.registry import DATASETS
+
+            try:
+                DATASETS.get(str(value))
+            except UserError as exc:
+                return str(exc).split(";")[0]
+            return None
+        params = {key: value} | ({FAMILY_PARAM: label} if label is not None and self.searches_family else {})
         try:
-            return validate_config(apply_overrides(self.base, overrides), "sampled config")
-        except UserError as exc:
-            raise InvalidSample(str(exc)) from None
+            ExperimentConfig.model_validate(self._mapping(params))
+        except ValidationError as err:
+            for e in err.errors():
+                loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+                cross_field = e["type"] in ("value_error", "assertion_error")
+                if loc == key and not cross_field and not (open_ends and e["type"] in ("less_than", "greater_than")):
+                    return str(e["msg"])
+        return None
 
     def best_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """What a later phase needs: the fixed values plus this trial's sampled ones."""
