@@ -153,3 +153,13 @@ def test_mlflow_server_answers_the_rest_api_for_the_study(tracked: TrackedStudy,
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
         log.close()
+
+
+def test_a_server_that_does_not_answer_is_refused_at_once(tmp_path: Path) -> None:
+    from tunelab.errors import UserError
+    from tunelab.track import TrackingConfig
+    from tunelab.track.mlflow import MlflowTracker
+
+    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    with pytest.raises(UserError, match=f"--mlflow {uri}: cannot open .*ConnectionRefusedError"):
+        MlflowTracker(TrackingConfig(mlflow=uri, save_dir=tmp_path))

@@ -74,6 +74,17 @@ class MlflowRun:
             self.client.set_terminated(self.run_id, _status(status))
 
 
+def _answers(uri: str, timeout: float = 5.0) -> None:
+    """Raise ``OSError`` if an http(s) tracking server does not accept a connection."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+
+
 class MlflowTracker:
     """Reports to an MLflow tracking server or database (``--mlflow [URI]``)."""
 
@@ -90,6 +101,7 @@ class MlflowTracker:
         # A local database keeps its artifacts beside it; a server decides for itself.
         self.artifact_location = cfg.mlflow_artifacts if local else None
         try:
+            _answers(self.uri)  # seconds, where MLflow's client retries a dead server for minutes
             self.client = MlflowClient(tracking_uri=self.uri)
             self.client.search_experiments(max_results=1)  # fail now, not after an hour of training
         except Exception as exc:
