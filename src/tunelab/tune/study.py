@@ -161,8 +161,9 @@ def make_storage(
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
                 )
     except ImportError as exc:
+        extra = "redis" if url.startswith(("redis://", "rediss://")) else "postgres"
         raise UserError(
-            f"storage {shown}: a driver is missing ({exc}); install it (e.g. pip install 'tunelab[postgres]')"
+            f"storage {shown}: a driver is missing ({exc}); install it: pip install 'tunelab[{extra}]'"
         ) from None
     except Exception as exc:  # sqlalchemy/redis errors: bad URL, unreachable server, bad password
         first = mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)[:200]
