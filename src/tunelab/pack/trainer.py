@@ -92,6 +92,134 @@ class _Member:
     exception: BaseException | None = None
     seconds: float = 0.0
 
+    @classmethod
+    def start(
+        cls,
+        index: int,
+        cfg: ExperimentConfig,
+        callbacks: Sequence[Callback],
+        run_dir: str | Path | None,
+        model: torch.nn.Module,
+        meta: DataMeta,
+        n_params: int,
+        pack_size: int,
+    ) -> _Member:
+        """Member ``index``, its run directory started and ``on_fit_start`` called, as ``fit`` does."""
+        from tunelab.results.run import RunWriter
+        from tunelab.train.trainer import monitor_mode
+
+        writer = RunWriter(run_dir) if run_dir is not None else None
+        if writer:
+            writer.start(save_config(cfg))
+        where = Path(run_dir) if run_dir is not None else None
+        info = {"pack_member": index, "pack_size": pack_size}
+        ctx = FitContext(config=cfg, meta=meta, model=model, n_params=n_params, run_dir=where, info=info)
+        es = cfg.train.early_stopping
+        stopper = EarlyStopper(monitor_mode(es.monitor, es.mode), es.patience, es.min_delta)
+        for cb in callbacks:
+            cb.on_fit_start(ctx)
+        return cls(index, cfg, callbacks, ctx, stopper, writer)
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float], monitor: str) -> bool:
+        """Record the epoch and run the callbacks, as ``fit`` does for a solo run; True if the
+        monitored metric improved.  Sets ``stop_reason`` when the member stops here."""
+        if not math.isfinite(metrics["train_loss"]) or not math.isfinite(metrics.get("val_loss", 0.0)):
+            what = "train loss" if not math.isfinite(metrics["train_loss"]) else "validation loss"
+            self.stop_reason, self.exception = "diverged", Diverged(epoch, what)
+            return False
+        if monitor not in metrics:
+            from tunelab.errors import UserError
+
+            raise UserError(
+                f"train.early_stopping.monitor: '{monitor}' is not a metric of this run; use one of {', '.join(k for k in metrics if k.startswith(('val_', 'train_')))}"
+            )
+        improved = self.stopper.update(metrics[monitor])
+        if improved:
+            self.best_epoch = epoch
+        report = EpochReport(epoch=epoch, metrics=metrics, improved=improved, member=self.index)
+        self.history.append(report)
+        if self.writer:
+            self.writer.epoch({"epoch": epoch, **metrics})
+        try:
+            for cb in self.callbacks:
+                cb.on_epoch_end(self.ctx, report)
+        except StopTraining as exc:
+            self.stop_reason = str(exc) or "stopped by callback"
+        except Exception as exc:  # noqa: BLE001  (a pruned member stops alone; the caller re-raises it)
+            name = type(exc).__name__
+            self.stop_reason, self.exception = ("pruned" if name == "TrialPruned" else f"error: {name}"), exc
+        if self.stop_reason is None and self.stopper.stop:
+            self.stop_reason = "early_stopping"
+        if self.stop_reason is None and epoch >= self.cfg.train.max_epochs:
+            self.stop_reason = "max_epochs"
+        return improved
+
+    def result(self, splits: tuple[Any, Any, Any], meta: DataMeta, n_params: int, pack_size: int) -> RunResult:
+        """The member's ``RunResult``: its best weights in its own single model, final metrics
+        computed as ``fit`` computes them, its run directory finished, ``on_fit_end`` called."""
+        from tunelab.train.losses import build_loss
+        from tunelab.train.trainer import RunResult, _final_metrics
+
+        train, val, test = splits
+        model = self.ctx.model
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        extra: dict[str, Any] = {"pack_member": self.index, "pack_size": pack_size}
+        failed = self.exception is not None
+        temperature = 1.0
+        if failed:
+            extra["exception"] = self.exception
+            metrics = dict(self.history[self.best_epoch - 1].metrics) if self.best_epoch else {}
+        else:
+            loss_fn = build_loss(self.cfg.loss, meta, train.y.cpu()).to(train.x.device)
+            calibrate = self.cfg.loss.temperature_scaling
+            amp = self.cfg.train.amp
+            metrics = _final_metrics(model, val, test, loss_fn, self.history, self.best_epoch, amp, calibrate=calibrate)
+            temperature = metrics.pop("temperature", 1.0)
+        result = RunResult(
+            config=self.cfg,
+            model=model,
+            history=self.history,
+            best_epoch=self.best_epoch,
+            epochs=len(self.history),
+            n_params=n_params,
+            seconds=self.seconds,
+            metrics=metrics,
+            stop_reason=self.stop_reason or ("" if failed else "max_epochs"),
+            temperature=temperature,
+            extra=extra,
+        )
+        if not failed:  # a failed member's trial records it; it gets no checkpoint
+            if self.writer:
+                self.writer.finish(model.state_dict(), save_config(self.cfg), result.summary())
+            for cb in self.callbacks:
+                cb.on_fit_end(self.ctx, result)
+        return result
+
+
+def _slot_metrics(engine: PackEngine, val: Any) -> list[dict[str, float]]:
+    """Each pack slot's epoch metrics (train loss, validation metrics, learning rates, gradient
+    norm, clipped share), read from the device in one transfer."""
+    val_m = engine.evaluate(val)
+    names = list(val_m)
+    table = torch.stack(
+        [
+            engine.loss_sum / engine.steps_per_epoch,
+            engine.norm_sum / engine.steps_per_epoch,
+            engine.clipped / engine.steps_per_epoch,
+            *(val_m[n].float() for n in names),
+        ]
+    ).T.tolist()
+    lrs = engine.schedule.host_lrs(engine.step_count - 1)
+    out = []
+    for s, row in enumerate(table):
+        metrics = {"train_loss": row[0]} | {f"val_{n}": v for n, v in zip(names, row[3:], strict=True)}
+        metrics |= {"lr/body": lrs[s][0], "lr/head": lrs[s][1], "grad_norm": row[1], "clip_frac": row[2]}
+        if engine.model.head is None:
+            metrics.pop("lr/head")
+        out.append(metrics)
+    return out
+
 
 def fit_pack(
     cfgs: Sequence[ExperimentConfig],
@@ -126,10 +254,6 @@ def fit_pack(
     ``compile`` fuses recurrent gate arithmetic with ``torch.compile``, and ``tf32`` allows TF32
     matmuls (all three leave CPU runs untouched; see :class:`~tunelab.pack.engine.PackEngine`).
     """
-    from tunelab.results.run import RunWriter
-    from tunelab.train.losses import build_loss
-    from tunelab.train.trainer import RunResult, _final_metrics, monitor_mode
-
     if not cfgs:
         return []
     keys = {pack_group_key(c) for c in cfgs}
@@ -151,34 +275,12 @@ def fit_pack(
     engine = PackEngine(cfgs, meta, train, device, tf32=tf32, compile=compile, graphs=graphs)
     n_params = count_parameters(engine.solo_models[0])
 
-    members: list[_Member] = []
-    for i, cfg in enumerate(cfgs):
-        es = cfg.train.early_stopping
-        run_dir = run_dirs[i]
-        writer = RunWriter(run_dir) if run_dir is not None else None
-        if writer:
-            writer.start(save_config(cfg))
-        solo = engine.solo_models[i].to(device)
-        ctx = FitContext(
-            config=cfg,
-            meta=meta,
-            model=solo,
-            n_params=n_params,
-            run_dir=Path(run_dir) if run_dir is not None else None,
-            info={"pack_member": i, "pack_size": k_total},
+    members = [
+        _Member.start(
+            i, cfg, callbacks_per_member[i], run_dirs[i], engine.solo_models[i].to(device), meta, n_params, k_total
         )
-        members.append(
-            _Member(
-                i,
-                cfg,
-                callbacks_per_member[i],
-                ctx,
-                EarlyStopper(monitor_mode(es.monitor, es.mode), es.patience, es.min_delta),
-                writer,
-            )
-        )
-        for cb in callbacks_per_member[i]:
-            cb.on_fit_start(ctx)
+        for i, cfg in enumerate(cfgs)
+    ]
 
     slots = list(range(k_total))  # slot s of the pack holds member slots[s]
     best = {n: v.detach().clone() for n, v in engine.model.body.state_dict().items()}
@@ -187,67 +289,18 @@ def fit_pack(
     for epoch in range(1, max_epochs + 1):
         t0 = time.perf_counter()
         engine.train_epoch()
-        val_m = engine.evaluate(val)
-        names = list(val_m)
-        table = torch.stack(
-            [
-                engine.loss_sum / engine.steps_per_epoch,
-                engine.norm_sum / engine.steps_per_epoch,
-                engine.clipped / engine.steps_per_epoch,
-                *(val_m[n].float() for n in names),
-            ]
-        ).T.tolist()
-        lrs = engine.schedule.host_lrs(engine.step_count - 1)
+        rows = _slot_metrics(engine, val)
         seconds = time.perf_counter() - t0
         improved_slots = []
         for s, member_index in enumerate(slots):
             m = members[member_index]
             if m.stop_reason is not None:
                 continue
-            row = table[s]
-            metrics = {"train_loss": row[0]} | {f"val_{n}": v for n, v in zip(names, row[3:], strict=True)}
-            metrics |= {
-                "lr/body": lrs[s][0],
-                "lr/head": lrs[s][1],
-                "grad_norm": row[1],
-                "clip_frac": row[2],
-                "seconds": seconds,
-            }
-            if engine.model.head is None:
-                metrics.pop("lr/head")
-            if not math.isfinite(metrics["train_loss"]) or not math.isfinite(metrics.get("val_loss", 0.0)):
-                what = "train loss" if not math.isfinite(metrics["train_loss"]) else "validation loss"
-                m.stop_reason, m.exception = "diverged", Diverged(epoch, what)
-                continue
-            if monitor not in metrics:
-                from tunelab.errors import UserError
-
-                raise UserError(
-                    f"train.early_stopping.monitor: '{monitor}' is not a metric of this run; use one of {', '.join(k for k in metrics if k.startswith(('val_', 'train_')))}"
-                )
-            engine.schedule.on_epoch_end(s, metrics["val_loss"])
-            improved = m.stopper.update(metrics[monitor])
-            if improved:
-                m.best_epoch = epoch
+            metrics = rows[s] | {"seconds": seconds}
+            if m.end_epoch(epoch, metrics, monitor):
                 improved_slots.append(s)
-            report = EpochReport(epoch=epoch, metrics=metrics, improved=improved, member=member_index)
-            m.history.append(report)
-            if m.writer:
-                m.writer.epoch({"epoch": epoch, **metrics})
-            try:
-                for cb in m.callbacks:
-                    cb.on_epoch_end(m.ctx, report)
-            except StopTraining as exc:
-                m.stop_reason = str(exc) or "stopped by callback"
-            except Exception as exc:  # noqa: BLE001  (a pruned member stops alone; the caller re-raises it)
-                m.stop_reason, m.exception = (
-                    ("pruned" if type(exc).__name__ == "TrialPruned" else f"error: {type(exc).__name__}"),
-                    exc,
-                )
-            if m.stop_reason is None and m.stopper.stop:
-                m.stop_reason = "early_stopping"
-            if m.stop_reason is None and epoch >= m.cfg.train.max_epochs:
-                m.stop_reason = "max_epochs"
+            if m.stop_reason != "diverged":
+                engine.schedule.on_epoch_end(s, metrics["val_loss"])
         if improved_slots:
             idx = torch.tensor(improved_slots, device=device)
             for n, v in engine.model.body.state_dict().items():
@@ -271,47 +324,5 @@ def fit_pack(
             best = {n: v[idx].contiguous() for n, v in best.items()}
             log.debug("pack compacted to %d members", len(slots))
 
-    results = []
-    for m in members:
-        model = m.ctx.model
-        if m.best_state is not None:
-            model.load_state_dict(m.best_state)
-        extra: dict[str, Any] = {"pack_member": m.index, "pack_size": k_total}
-        failed = m.exception is not None
-        temperature = 1.0
-        if failed:
-            extra["exception"] = m.exception
-            metrics = dict(m.history[m.best_epoch - 1].metrics) if m.best_epoch else {}
-        else:
-            loss_fn = build_loss(m.cfg.loss, meta, train.y.cpu()).to(device)
-            metrics = _final_metrics(
-                model,
-                val,
-                test,
-                loss_fn,
-                m.history,
-                m.best_epoch,
-                m.cfg.train.amp,
-                calibrate=m.cfg.loss.temperature_scaling,
-            )
-            temperature = metrics.pop("temperature", 1.0)
-        result = RunResult(
-            config=m.cfg,
-            model=model,
-            history=m.history,
-            best_epoch=m.best_epoch,
-            epochs=len(m.history),
-            n_params=n_params,
-            seconds=m.seconds,
-            metrics=metrics,
-            stop_reason=m.stop_reason or ("" if failed else "max_epochs"),
-            temperature=temperature,
-            extra=extra,
-        )
-        if not failed:  # a failed member's trial records it; it gets no checkpoint
-            if m.writer:
-                m.writer.finish(model.state_dict(), save_config(m.cfg), result.summary())
-            for cb in m.callbacks:
-                cb.on_fit_end(m.ctx, result)
-        results.append(result)
-    return results
+    splits = (train, val, test)
+    return [m.result(splits, meta, n_params, k_total) for m in members]
