@@ -22,6 +22,7 @@ _LABELS = {
     "interrupted_failed": "trials interrupted by a kill, found FAIL after resume",
     "temp_files_ignored": "half-written temporary files a kill left (never read as artifacts)",
     "signals": "SIGINT/SIGTERM interruptions handled",
+    "orphans": "worker processes stopped after their parent was SIGKILLed",
     "worker_trials": "trials finished by concurrent worker processes",
     "bad_inputs": "bad inputs tried (exit 2, one line, nothing half-created)",
     "memory_trials": "trials in one process under the memory bound",

@@ -4,6 +4,7 @@ artifacts are written, the exit code is 130/143, and ``--resume`` finishes the s
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -64,3 +65,56 @@ def test_a_signal_fails_the_running_trial_and_resume_finishes(tmp_path: Path, si
     states = [t.state.name for t in trials_of(runs / "tunelab.db", name)]
     assert sum(s in FINISHED for s in states) == 4 and "RUNNING" not in states, states
     check_artifacts(study_dir)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for f in Path(f"/proc/{pid}/task").glob("*/children") for c in f.read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process table from /proc")
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    from tests.reliability.common import TINY_BASE
+
+    # 40 trials of ~300 epochs: orphans that went on would train for minutes
+    base = {**TINY_BASE, "train": {**TINY_BASE["train"], "max_epochs": 300, "early_stopping": {"patience": None}}}
+    cfg = study_file(tmp_path / "study.yaml", base=base, pruner="none", budget={"n_trials": 40})
+    runs, name = tmp_path / "runs", "orphans"
+    args = ["tune", "-c", str(cfg), "--study-name", name, "--save-dir", str(runs), "--no-report"]
+    proc = subprocess.Popen(
+        cli_cmd(*args, "--workers", "2"), cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    workers: list[int] = []
+    try:
+        _wait_for("trials/*/metrics.jsonl", runs / name, 2, proc)  # both workers are training
+        workers = _children(proc.pid)
+        assert len(workers) >= 2, workers
+        proc.kill()  # SIGKILL: the parent can clean nothing up
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 45  # the parent watch polls each second; a loaded CI machine is slow
+        while any(_running(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_running(w) for w in workers), "orphaned workers kept training"
+        FIGURES["orphans"] += len(workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for w in workers:
+            if _running(w):
+                os.kill(w, signal.SIGKILL)
+    trials = trials_of(runs / "tunelab.db", name)
+    states = [t.state.name for t in trials]
+    assert "RUNNING" not in states and len(trials) < 40, states
+    failed = [t.user_attrs.get("reason") for t in trials if t.state.name == "FAIL"]
+    assert failed and set(failed) == {"interrupted"}, failed  # each worker failed its own trial
+    finished = sum(s in FINISHED for s in states)
+    done = run_cli(*args, "--resume", "--trials", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    states = [t.state.name for t in trials_of(runs / "tunelab.db", name)]
+    assert sum(s in FINISHED for s in states) == finished + 1 and "RUNNING" not in states, states

@@ -6,7 +6,9 @@ they finish by polling the storage.  The trial budget is one shared counter: a w
 before each trial, so exactly ``n_trials`` trials start however long each one takes.  Each worker
 seeds its sampler differently, so no two workers propose the same sequence.  A worker killed
 mid-trial leaves a RUNNING trial whose heartbeat stops; the next trial any worker starts fails it
-and re-queues its parameters (see :mod:`tunelab.tune.study`).  Other machines join a study with
+and re-queues its parameters (see :mod:`tunelab.tune.study`).  On Ctrl+C, SIGTERM, or when its
+parent is gone (even killed), a worker ends its trial as "interrupted" at the next epoch boundary
+and exits.  Other machines join a study with
 ``tunelab tune --resume --study-name NAME --storage URL`` (a server storage such as PostgreSQL).
 """
 
@@ -16,6 +18,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import UserError
+from tunelab.train.callbacks import BaseCallback
 from tunelab.tune.space import SearchSpace
 from tunelab.tune.spec import PrunerConfig, SamplerConfig
 
@@ -57,7 +61,41 @@ class WorkerJob:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _worker_main(job: WorkerJob, index: int, remaining: Any, lock: Any, stop: Any, errors: Any) -> None:
+#: In a worker process: stop after the current epoch (Ctrl+C, SIGTERM, or the parent is gone).
+_STOP_ASKED = threading.Event()
+
+
+class _StopAtEpochEnd(BaseCallback):
+    """Ends a worker's trial as "interrupted" at an epoch boundary.  A signal handler that raised
+    at once could land inside a storage commit and leave SQLite locked by this very process: the
+    trial's failure could then not be written."""
+
+    def on_epoch_end(self, ctx: Any, report: Any) -> None:
+        if _STOP_ASKED.is_set():
+            raise KeyboardInterrupt
+
+
+def _follow_parent(parent: int, every: float = 1.0) -> None:
+    """Ask this worker to stop on Ctrl+C, SIGTERM (the parent's ``terminate``) or when its parent
+    is gone, even killed with SIGKILL: no orphan trains on unseen."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: _STOP_ASKED.set())
+
+    def watch() -> None:
+        while os.getppid() == parent and not _STOP_ASKED.is_set():
+            time.sleep(every)
+        _STOP_ASKED.set()
+
+    threading.Thread(target=watch, name="tunelab-parent-watch", daemon=True).start()
+
+
+def _worker_main(
+    job: WorkerJob, index: int, remaining: Any, lock: Any, stop: Any, errors: Any, parent: int | None = None
+) -> None:
+    if parent is not None:
+        _follow_parent(parent)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -86,10 +124,16 @@ def _worker_main(job: WorkerJob, index: int, remaining: Any, lock: Any, stop: An
         session = open_session(study)  # before any trial: see tunelab.tune.owners
         ctx = trial_context(study, None if is_rdb(job.storage_url) else (interval, grace, retry))
         objective = Objective(
-            job.space, job.objectives, job.study_dir, data=job.data, prune=job.prune, trial_context=ctx
+            job.space,
+            job.objectives,
+            job.study_dir,
+            data=job.data,
+            callbacks=[_StopAtEpochEnd()],
+            prune=job.prune,
+            trial_context=ctx,
         )
         deadline = time.time() + job.timeout if job.timeout else None
-        while not stop.is_set():
+        while not stop.is_set() and not _STOP_ASKED.is_set():
             with lock:
                 if remaining.value <= 0:
                     break
@@ -115,7 +159,9 @@ def run_workers(
     remaining = ctx.Value("i", n_trials if n_trials is not None else _UNLIMITED)
     lock, stop, errors = ctx.Lock(), ctx.Event(), ctx.Queue()
     procs = [
-        ctx.Process(target=_worker_main, args=(job, i, remaining, lock, stop, errors), name=f"tunelab-worker-{i}")
+        ctx.Process(
+            target=_worker_main, args=(job, i, remaining, lock, stop, errors, os.getpid()), name=f"tunelab-worker-{i}"
+        )
         for i in range(n_workers)
     ]
     for p in procs:
