@@ -43,6 +43,12 @@ class Terminated(KeyboardInterrupt):
     artifacts are written before the process exits (code 143)."""
 
 
+def _click_error(exc: BaseException, name: str) -> bool:
+    """Whether ``exc`` is click's exception class ``name``: typer >= 0.2x vendors click as
+    ``typer._click``, whose classes are not ``click``'s own, so match the class by name."""
+    return any(c.__name__ == name and c.__module__.startswith(("click", "typer")) for c in type(exc).__mro__)
+
+
 def main() -> None:
     """Console entry point: run the app, turning UserError into one line and exit code 2;
     Ctrl+C exits 130 and SIGTERM 143, each after the current trial is recorded as interrupted."""
@@ -69,13 +75,21 @@ def main() -> None:
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         code = 130
-    except Exception as exc:  # click's own usage errors carry an exit code
-        import click
+    except Exception as exc:  # click's usage errors (unknown option, missing or bad argument)
+        if _click_error(exc, "Exit"):
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        if _click_error(exc, "ClickException"):
+            from rich.markup import escape
 
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
+            ctx, names = getattr(exc, "ctx", None), []
+            while ctx is not None and ctx.parent is not None:  # the root's name is however we were started
+                names.append(ctx.info_name)
+                ctx = ctx.parent
+            where = " ".join(["tunelab", *reversed(names)])
+            message = exc.format_message().rstrip(".")  # type: ignore[attr-defined]
+            err_console.print(
+                f"[bold red]error:[/] {escape(message)}; see '{where} --help'", highlight=False, soft_wrap=True
+            )
             sys.exit(2)
         raise
     finally:

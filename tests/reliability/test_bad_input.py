@@ -200,6 +200,9 @@ CASES = [
         ("s.yaml: space: model.dropout", "the choice 1.5 is never valid", "less than 1"),
         study(space={"model.dropout": [0.1, 1.5]}),
     ),
+    Case("unknown-option", [*TUNE, "--bogus"], ("No such option: --bogus", "see 'tunelab tune --help'"), study()),
+    Case("option-out-of-range", ["tune", "--n-trials", "0"], ("'--n-trials'", "greater than or equal to 1")),
+    Case("missing-argument", ["compare"], ("Missing argument 'sources'", "see 'tunelab compare --help'")),
     Case("unknown-sampler", [*TUNE, "--sampler", "tpee"], ("unknown sampler 'tpee'", "did you mean 'tpe'"), study()),
     Case(
         "unknown-pruner", [*TUNE, "--pruner", "medain"], ("unknown pruner 'medain'", "did you mean 'median'"), study()
