@@ -296,7 +296,15 @@ def train(
         classes=classes,
         seed=seed,
     )
-    cfg = load_config(config, flags + list(overrides or []))
+    try:
+        cfg = load_config(config, flags + list(overrides or []))
+    except UserError:
+        if config is not None:  # a study file or an experiment set given by mistake: say so
+            from tunelab.config import load_mapping
+            from tunelab.tune.spec import check_kind
+
+            check_kind(load_mapping(config), str(config), "run config")
+        raise
     run_dir = _writable(save_dir) / (name or _run_name(cfg.model.name))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir}: run directory already exists; pick another --name or --save-dir")

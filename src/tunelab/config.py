@@ -225,7 +225,9 @@ def format_validation_error(err: ValidationError, source: str, root: type[BaseMo
             parts.append(f"unknown key '{key}'{hint}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            parts.append(f"{key}: {msg} (got {e.get('input')!r})")
+            got = repr(e.get("input"))
+            got = got if len(got) <= 60 else got[:57] + "..."  # a missing key's "input" is its whole section
+            parts.append(f"{key}: {msg}" + ("" if e["type"] == "missing" else f" (got {got})"))
     more = f" (+{len(err.errors()) - 3} more)" if len(err.errors()) > 3 else ""
     return f"{source}: " + "; ".join(parts) + more
 

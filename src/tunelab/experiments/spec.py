@@ -36,7 +36,7 @@ from tunelab.config import (
     validate_config,
 )
 from tunelab.errors import UserError
-from tunelab.tune.spec import METRICS
+from tunelab.tune.spec import METRICS, check_kind
 
 __all__ = [
     "COMPARABLE",
@@ -207,6 +207,7 @@ def load_experiment_set(path: str | Path, overrides: list[str] | None = None) ->
     try:
         spec = ExperimentSet.model_validate(data)
     except ValidationError as err:
+        check_kind(data, str(p), "experiment set")  # a study file or a run config given by mistake
         raise UserError(format_validation_error(err, str(p), ExperimentSet, data)) from None
     if isinstance(spec.base, str):
         base_path = Path(spec.base) if Path(spec.base).is_absolute() else p.parent / spec.base

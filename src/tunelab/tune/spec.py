@@ -48,6 +48,8 @@ __all__ = [
     "SamplerConfig",
     "StudyConfig",
     "check_config_key",
+    "check_kind",
+    "file_kind",
     "is_study_mapping",
     "load_study_config",
     "metric_direction",
@@ -409,6 +411,36 @@ def is_study_mapping(data: dict[str, Any]) -> bool:
     return bool(set(data) & _STUDY_ONLY)
 
 
+_RUN_WITH = {
+    "experiment set": "tunelab experiments {}",
+    "study file": "tunelab tune -c {}",
+    "run config": "tunelab train -c {}",
+}
+
+
+def file_kind(data: Any) -> str | None:
+    """What a tunelab YAML/JSON file is, by its top-level keys: an experiment set (experiments:),
+    a study file (space:, objective:, ...), a run config (data:, model:, train:, ...), or None."""
+    keys = set(data) if isinstance(data, dict) else set()
+    if "experiments" in keys:
+        return "experiment set"
+    if keys & (_STUDY_ONLY - {"name", "base"}):  # an experiment set has a name and a base too
+        return "study file"
+    if keys & set(ExperimentConfig.model_fields):
+        return "run config"
+    return None
+
+
+def check_kind(data: Any, source: str, expected: str) -> None:
+    """A one-line ``UserError`` when a command is given another kind of tunelab file."""
+    kind = file_kind(data)
+    if kind is not None and kind != expected:
+        a, b = ("an" if k[0] in "aeiou" else "a" for k in (kind, expected))
+        raise UserError(
+            f"{source}: this is {a} {kind}, not {b} {expected}; run it with `{_RUN_WITH[kind].format(source)}`"
+        )
+
+
 def _format(err: ValidationError, source: str) -> str:
     """One line naming the file, the dotted key and the fix (dict keys such as parameter names
     are kept verbatim, so 'space.train.lr.low' reads as the user wrote it)."""
@@ -487,6 +519,8 @@ def load_study_config(path: str | Path) -> StudyConfig:
     with tunelab's default search space (seed 000's ``--config my_custom_config.json``)."""
     p = Path(path)
     data = load_mapping(p)
+    if file_kind(data) == "experiment set":
+        check_kind(data, str(p), "study file")
     if not is_study_mapping(data):
         data = {"base": data}
     data.setdefault("name", p.stem)
