@@ -362,7 +362,7 @@ def evaluate(
     plugin: PluginOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print metrics as JSON")] = False,
 ) -> None:
-    """Re-evaluate a trained model on its validation and test splits, without training (--test-only)."""
+    """Re-evaluate a trained model on its validation and test splits, without training (the seeds' --test-only)."""
     load_plugins(plugin)
     import json
 
