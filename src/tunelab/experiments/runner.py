@@ -18,7 +18,6 @@ comparison lands beside: ``comparison.{csv,json,md}`` and ``plots/``.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -136,13 +135,12 @@ def _checked_data(jobs: list[Job], metric: str, path: str | Path) -> DataCache:
     from tunelab.tune.objective import DataCache
     from tunelab.tune.runner import check_objectives
 
-    data = DataCache(max_items=1)
-    seen = set()
+    firsts: dict[str, Any] = {}  # the first job of each source: the first trial finds its data cached
     for job in jobs:
-        source = json.dumps(job.config.data.model_dump(mode="json", exclude={"augment", "bucket"}), sort_keys=True)
-        if source not in seen:
-            seen.add(source)
-            check_objectives([metric], str(data.get(job.config).meta.task), f"{path}: metrics")
+        firsts.setdefault(DataCache.source(job.config), job.config)
+    data = DataCache(max_items=1)
+    for cfg in firsts.values():
+        check_objectives([metric], str(data.get(cfg).meta.task), f"{path}: metrics")
     return data
 
 
@@ -154,7 +152,7 @@ def _optimize(
     url: str,
     n_trials: int,
     callbacks: list[Any],
-    data: DataCache | None = None,
+    data: DataCache,
 ) -> None:
     """Train ``n_trials`` queued trials in this process, exactly as tune trains a trial."""
     from tunelab.tune.objective import Objective, TrialFailed
@@ -268,7 +266,7 @@ def run_experiment_set(
         reported = {t.number for t in study.get_trials(deepcopy=False) if _state(t) not in ("WAITING", "RUNNING")}
 
         def after_trial(s: Any, t: Any) -> None:
-            writer.update(s, [metric])
+            writer.refresh(s, [metric])  # as tune does: the final update below always runs
             _report_new(s, reported, on_trial)
 
         if queued and workers == 1:

@@ -12,7 +12,7 @@ from typing import Any
 
 from tunelab.config import apply_overrides, load_mapping, parse_value
 from tunelab.errors import UserError
-from tunelab.tune.spec import StudyConfig, check_kind, file_kind, is_study_mapping, study_from_mapping
+from tunelab.tune.spec import StudyConfig, check_kind, is_study_mapping, study_from_mapping
 
 __all__ = ["family_labels", "study_from_flags"]
 
@@ -57,8 +57,7 @@ def study_from_flags(
     if config is not None:
         path = Path(config)
         data = load_mapping(path)
-        if file_kind(data) == "experiment set":
-            check_kind(data, str(path), "study file")
+        check_kind(data, str(path), "study file", "run config")  # a run config becomes a study's base
         data = dict(data) if is_study_mapping(data) else {"base": data}
         data.setdefault("name", path.stem)
         source, root = str(path), path.parent

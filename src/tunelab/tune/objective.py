@@ -98,13 +98,18 @@ class DataCache:
         self.max_items = max_items
         self._items: dict[str, Any] = {}
 
+    @staticmethod
+    def source(cfg: ExperimentConfig) -> str:
+        """What identifies ``cfg``'s prepared data, its seed aside (augmentation and bucketing act
+        on batches, not on the data)."""
+        return json.dumps(cfg.data.model_dump(mode="json", exclude={"augment", "bucket"}), sort_keys=True)
+
     def get(self, cfg: ExperimentConfig) -> Any:
         if self.fixed is not None:
             return self.fixed
         from tunelab.data import prepare
 
-        d = cfg.data.model_dump(mode="json", exclude={"augment", "bucket"})
-        key = json.dumps([d, cfg.seed], sort_keys=True)
+        key = f"{self.source(cfg)} seed {cfg.seed}"
         if key not in self._items:
             if len(self._items) >= self.max_items:
                 self._items.pop(next(iter(self._items)))

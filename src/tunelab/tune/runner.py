@@ -39,6 +39,7 @@ from tunelab.tune.study import (
     make_storage,
     mask_url,
     new_study_name,
+    nothing_to_resume,
     open_study,
     study_exists,
 )
@@ -350,12 +351,10 @@ def _check_history(study: optuna.Study, space: SearchSpace) -> None:
                 ) from None
 
 
-def _nothing_to_resume(opts: TuneOptions, base: str, shown: str) -> UserError:
+def _resume_refusal(opts: TuneOptions, base: str, shown: str) -> UserError:
     suffix = f"/{opts.phase}" if opts.phase else ""
-    if opts.study_name:  # the words of open_study's refusal
-        return UserError(
-            f"--resume: no study '{opts.study_name}{suffix}' in {shown}; check --study-name and --storage (or drop --resume to start one)"
-        )
+    if opts.study_name:
+        return nothing_to_resume(opts.study_name + suffix, shown)
     return UserError(
         f"--resume: no study named '{base}' or '{base}-<timestamp>'{suffix} in {shown}; pass --study-name NAME or --storage URL"
     )
@@ -368,7 +367,7 @@ def _study_name(cfg: StudyConfig, opts: TuneOptions, storage: Any, base: str, sh
     if opts.resume:
         found = find_latest_study(storage, base, opts.phase)
         if found is None:
-            raise _nothing_to_resume(opts, base, shown)
+            raise _resume_refusal(opts, base, shown)
         return found
     if head_hint is not None and not study_exists(storage, head_hint + suffix):
         return head_hint + suffix
@@ -499,7 +498,7 @@ def tune(
     base = opts.study_name or cfg.name or "tune"
     file = local_file(url)
     if opts.resume and file is not None and not file.exists():  # nothing to resume, and no file to create
-        raise _nothing_to_resume(opts, base, shown)
+        raise _resume_refusal(opts, base, shown)
     storage = make_storage(
         url, heartbeat_interval=cfg.heartbeat_interval, grace_period=cfg.grace_period, max_retry=cfg.max_retry
     )

@@ -194,13 +194,7 @@ class SearchSpace:
             if spec.type == "categorical":
                 values, open_ends = list(spec.choices or []), False
             else:
-                assert spec.low is not None and spec.high is not None
-                top = (
-                    spec.high
-                    if spec.step is None
-                    else spec.low + math.floor((spec.high - spec.low) / spec.step + 1e-9) * spec.step
-                )
-                values = [int(spec.low), int(top)] if spec.type == "int" else [spec.low, top]
+                values = list(spec.ends())
                 open_ends = spec.type == "float" and spec.step is None  # never sampled exactly at an end
             labels: list[str | None] = list(self.applicable(key)) if key.startswith("model.") else [None]
             for label in labels:

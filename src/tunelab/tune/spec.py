@@ -135,6 +135,11 @@ class ParamSpec(StrictModel):
                     raise ValueError(f"an int parameter needs an integer {name} (got {v})")
         return self
 
+    def _steps(self) -> int:
+        """How many steps fit between low and high (a step may stop short of high)."""
+        assert self.low is not None and self.high is not None and self.step is not None
+        return math.floor((self.high - self.low) / self.step + 1e-9)
+
     def values(self) -> list[Any] | None:
         """All values of a discrete parameter (choices, ints, or a stepped float), else None."""
         if self.type == "categorical":
@@ -144,9 +149,14 @@ class ParamSpec(StrictModel):
             step = int(self.step or 1)
             return list(range(int(self.low), int(self.high) + 1, step))
         if self.type == "float" and self.step is not None:
-            n = math.floor((self.high - self.low) / self.step + 1e-9)
-            return [round(self.low + i * self.step, 12) for i in range(n + 1)]
+            return [round(self.low + i * self.step, 12) for i in range(self._steps() + 1)]
         return None
+
+    def ends(self) -> tuple[Any, Any]:
+        """The lowest and highest value a numeric parameter can take."""
+        assert self.low is not None and self.high is not None
+        top = self.high if self.step is None else self.low + self._steps() * self.step
+        return (int(self.low), int(top)) if self.type == "int" else (self.low, top)
 
     def describe(self) -> str:
         """A short human-readable range: ``[1e-4, 1e-2] log`` or ``{a, b}``."""
@@ -431,13 +441,14 @@ def file_kind(data: Any) -> str | None:
     return None
 
 
-def check_kind(data: Any, source: str, expected: str) -> None:
-    """A one-line ``UserError`` when a command is given another kind of tunelab file."""
+def check_kind(data: Any, source: str, *accepted: str) -> None:
+    """A one-line ``UserError`` when a command is given another kind of tunelab file than the
+    ``accepted`` ones (the first names what the command reads)."""
     kind = file_kind(data)
-    if kind is not None and kind != expected:
-        a, b = ("an" if k[0] in "aeiou" else "a" for k in (kind, expected))
+    if kind is not None and kind not in accepted:
+        a, b = ("an" if k[0] in "aeiou" else "a" for k in (kind, accepted[0]))
         raise UserError(
-            f"{source}: this is {a} {kind}, not {b} {expected}; run it with `{_RUN_WITH[kind].format(source)}`"
+            f"{source}: this is {a} {kind}, not {b} {accepted[0]}; run it with `{_RUN_WITH[kind].format(source)}`"
         )
 
 
@@ -519,8 +530,7 @@ def load_study_config(path: str | Path) -> StudyConfig:
     with tunelab's default search space (seed 000's ``--config my_custom_config.json``)."""
     p = Path(path)
     data = load_mapping(p)
-    if file_kind(data) == "experiment set":
-        check_kind(data, str(p), "study file")
+    check_kind(data, str(p), "study file", "run config")  # a run config becomes a study's base
     if not is_study_mapping(data):
         data = {"base": data}
     data.setdefault("name", p.stem)

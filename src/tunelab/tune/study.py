@@ -41,6 +41,7 @@ __all__ = [
     "make_storage",
     "mask_url",
     "new_study_name",
+    "nothing_to_resume",
     "open_study",
     "pruner_class",
     "sampler_class",
@@ -289,6 +290,13 @@ def find_latest_study(storage: optuna.storages.BaseStorage, base: str, phase: st
     return max(candidates)[2] if candidates else None
 
 
+def nothing_to_resume(name: str, shown_storage: str) -> UserError:
+    """The refusal of ``--resume`` for study ``name``, which the storage does not hold."""
+    return UserError(
+        f"--resume: no study '{name}' in {shown_storage}; check --study-name and --storage (or drop --resume to start one)"
+    )
+
+
 def open_study(
     storage: optuna.storages.BaseStorage,
     name: str,
@@ -309,9 +317,7 @@ def open_study(
     exists = study_exists(storage, name)
     if resume:
         if not exists:
-            raise UserError(
-                f"--resume: no study '{name}' in {shown_storage}; check --study-name and --storage (or drop --resume to start one)"
-            )
+            raise nothing_to_resume(name, shown_storage)
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
         if [d.name.lower() for d in study.directions] != directions:
             raise UserError(

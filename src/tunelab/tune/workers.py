@@ -91,11 +91,8 @@ def _follow_parent(parent: int, every: float = 1.0) -> None:
     threading.Thread(target=watch, name="tunelab-parent-watch", daemon=True).start()
 
 
-def _worker_main(
-    job: WorkerJob, index: int, remaining: Any, lock: Any, stop: Any, errors: Any, parent: int | None = None
-) -> None:
-    if parent is not None:
-        _follow_parent(parent)
+def _worker_main(job: WorkerJob, index: int, remaining: Any, lock: Any, stop: Any, errors: Any, parent: int) -> None:
+    _follow_parent(parent)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
