@@ -147,6 +147,24 @@ def test_focal_loss_equals_cross_entropy_at_gamma_zero() -> None:
     assert w0(logits, y) == pytest.approx(float(F.cross_entropy(logits, y, weight=weights)), rel=1e-6)
 
 
+@pytest.mark.parametrize("gamma", [0.1, 0.3, 0.5])
+def test_focal_loss_has_finite_gradients_when_the_true_class_is_certain(gamma: float) -> None:
+    # (1 - p)^gamma has an infinite slope at p = 1 for 0 < gamma < 1; a saturated logit gave NaN
+    logits = torch.tensor([[60.0, 0.0, 0.0, 0.0], [0.5, 0.2, -0.1, 0.0]], requires_grad=True)
+    y = torch.tensor([0, 1])
+    loss = SequenceLoss(LossConfig(name="focal", focal_gamma=gamma), META)(logits, y)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    # away from p = 1 the value is the plain formula
+    g = torch.Generator().manual_seed(1)
+    x, t = torch.randn(16, 4, generator=g), torch.randint(0, 4, (16,), generator=g)
+    p_true = x.softmax(-1).gather(1, t[:, None]).squeeze(1)
+    plain = ((1 - p_true) ** gamma * F.cross_entropy(x, t, reduction="none")).mean()
+    assert float(SequenceLoss(LossConfig(name="focal", focal_gamma=gamma), META)(x, t)) == pytest.approx(
+        float(plain), rel=1e-5
+    )
+
+
 def test_confidence_penalty_lowers_loss_by_the_entropy() -> None:
     logits, y = torch.randn(8, 4), torch.randint(0, 4, (8,))
     base = SequenceLoss(LossConfig(), META)(logits, y)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from tunelab.config import LossConfig
 from tunelab.data.base import DataMeta
 from tunelab.models.base import length_mask
-from tunelab.train.losses import SequenceLoss, class_weights
+from tunelab.train.losses import SequenceLoss, class_weights, focal_factor
 
 __all__ = ["PackedLoss", "member_metrics"]
 
@@ -68,8 +68,8 @@ class PackedLoss(nn.Module):
         s = self.smoothing[:, None]
         ce = (1 - s) * ce - s * logp.mean(-1)
         if self._any_gamma:
-            p_true = logp.gather(2, y.view(1, b, 1).expand(k, b, 1)).squeeze(2).exp()
-            ce = (1 - p_true).pow(self.gamma[:, None]) * ce
+            logp_true = logp.gather(2, y.view(1, b, 1).expand(k, b, 1)).squeeze(2)
+            ce = focal_factor(logp_true, self.gamma[:, None]) * ce
         w = self.weights[:, y]  # [K, B]; ones where a member does not weight classes
         loss = (w * ce).sum(1) / w.sum(1).clamp_min(1e-12)
         if self._any_penalty:

@@ -14,7 +14,21 @@ from tunelab.config import LossConfig
 from tunelab.data.base import DataMeta
 from tunelab.models.base import length_mask
 
-__all__ = ["SequenceLoss", "build_loss", "class_weights"]
+__all__ = ["SequenceLoss", "build_loss", "class_weights", "focal_factor"]
+
+_FOCAL_EPS = 1e-12  # floor on 1 - p_true: (1 - p)^gamma has an infinite slope at p = 1 when 0 < gamma < 1
+
+
+def focal_factor(logp_true: Tensor, gamma: Tensor | float) -> Tensor:
+    """The focal weight ``(1 - p_true) ** gamma`` from log-probabilities, with finite gradients.
+
+    ``1 - p`` is computed as ``-expm1(log p)`` (exact near p = 1) and floored at a tiny epsilon
+    before the power, so a confidently right sample gets weight ~0 and gradient 0 instead of
+    ``0 * inf = NaN`` for 0 < gamma < 1 (and for gamma = 0 in a pack).  Shared by the solo and
+    packed losses so both agree.
+    """
+    one_minus_p = (-torch.expm1(logp_true)).clamp_min(_FOCAL_EPS)
+    return one_minus_p.pow(gamma)
 
 
 def class_weights(y: Tensor, n_classes: int) -> Tensor:
@@ -59,8 +73,7 @@ class SequenceLoss(nn.Module):
         if self.smoothing > 0:
             ce = (1 - self.smoothing) * ce - self.smoothing * logp.mean(-1)
         if self.gamma > 0:
-            p_true = logp.gather(1, y[:, None]).squeeze(1).exp()
-            ce = (1 - p_true).pow(self.gamma) * ce
+            ce = focal_factor(logp.gather(1, y[:, None]).squeeze(1), self.gamma) * ce
         weights: Tensor = self.weights  # type: ignore[assignment]
         if weights.numel():
             w = weights[y]
