@@ -326,8 +326,21 @@ def train(
         wandb_group=wandb_group,
         tensorboard=tensorboard,
     )
-    with run_tracking(tracking, run_dir.name) as trackers:  # trackers first: they see every epoch
-        result = fit(cfg, callbacks=[*trackers, *callbacks], run_dir=run_dir)  # type: ignore[list-item]
+    from tunelab.train import Diverged
+
+    existed = run_dir.exists()
+    try:
+        with run_tracking(tracking, run_dir.name) as trackers:  # trackers first: they see every epoch
+            result = fit(cfg, callbacks=[*trackers, *callbacks], run_dir=run_dir)  # type: ignore[list-item]
+    except Diverged as exc:
+        if not existed:  # nothing half-written: the run has no model to keep
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        clip = "lower train.clip_norm" if cfg.train.clip_norm else "enable clipping (train.clip_norm=1.0)"
+        raise UserError(
+            f"training {exc} (train.lr={cfg.train.lr:g}); lower train.lr or {clip}, and check the data for NaN"
+        ) from None
     m = result.metrics
     shown = {k: v for k, v in m.items() if k.startswith("test_") or k in ("val_loss", "val_acc", "val_f1")}
     console.print(

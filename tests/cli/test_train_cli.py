@@ -57,6 +57,16 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, args: list[str], 
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_a_diverged_run_is_one_line_with_a_hint(tmp_path: Path) -> None:
+    args = [*TINY, "train.lr=1e30", "train.clip_norm=null", "train.optimizer=sgd"]
+    done = tunelab("train", *args, "--save-dir", str(tmp_path / "runs"), "-q", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.strip()
+    assert "diverged at epoch" in err and "train.lr" in err and "clip" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_evaluate_refuses_a_foreign_checkpoint(tmp_path: Path) -> None:
     import torch
 
