@@ -455,10 +455,11 @@ def models_cmd(
 
     from tunelab.models.catalog import dataset_meta, describe_families
     from tunelab.registry import MODELS
+    from tunelab.tune.families import ALIASES, resolve_family
 
-    for n in names or []:
-        MODELS.get(n)  # unknown name: one-line error with a suggestion
-    families = describe_families(dataset_meta(dataset), names)
+    aliases = {a: resolve_family(a) for a in sorted(ALIASES) if ALIASES[a][0] in MODELS}
+    shown = [resolve_family(n).name for n in names or []]  # an alias shows its family; unknown: one line
+    families = describe_families(dataset_meta(dataset), list(dict.fromkeys(shown)) if names else None)
     if as_json:
         console.print_json(json.dumps([dataclasses.asdict(f) for f in families], default=str))
         return
@@ -478,6 +479,17 @@ def models_cmd(
             table.add_column(col, overflow="fold")
         for f in fam.fields:
             table.add_row(f"model.{f.name}", f.type, str(f.default), f.kind, f.description)
+        console.print(table)
+    picked = [a for a in names or aliases if a in aliases]
+    if picked:
+        table = Table(
+            title="[bold]aliases[/]", caption="accepted wherever a model family is named", title_justify="left"
+        )
+        for col in ("alias", "family", "fixes"):
+            table.add_column(col, overflow="fold")
+        for a in picked:
+            fixed = ", ".join(f"{k}={v}" for k, v in aliases[a].fixed.items())
+            table.add_row(a, aliases[a].name, fixed or "-")
         console.print(table)
 
 

@@ -177,6 +177,11 @@ class ExperimentConfig(StrictModel):
         if not isinstance(value, dict):
             raise ValueError("must be a mapping with a 'name' key")
         name = value.get("name", "gru")
+        if name not in MODELS and isinstance(name, str):  # a seed alias (bigru, bilstm, temporalcnn, ...)
+            family = _alias(name)
+            if family is not None:
+                fixed = {k.removeprefix("model."): v for k, v in family.overrides().items()}
+                value, name = {**value, **fixed}, family.name
         if name not in MODELS:
             raise ValueError(
                 f"unknown model '{name}'{closest(str(name), MODELS.names())}; choose one of: {', '.join(MODELS.names())}"
@@ -291,8 +296,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any])
             node = nxt
         node[last] = value
         if key == "model.name":  # a new family starts from its own defaults, keeping shared keys
+            family = _alias(value) if isinstance(value, str) and value not in MODELS else None
+            if family is not None:  # an alias names a family and the model.* values it fixes
+                node[last] = family.name
+                for fixed_key, fixed in family.fixed.items():
+                    node[fixed_key.removeprefix("model.")] = fixed
             _prune_model_keys(out)
     return out
+
+
+def _alias(name: str) -> Any:
+    """The :class:`~tunelab.tune.families.Family` a seed alias names (``bigru`` → gru,
+    bidirectional), or None for a name that is no alias."""
+    from tunelab.tune.families import ALIASES, resolve_family  # the aliases live with the families
+
+    return resolve_family(name) if name in ALIASES else None
 
 
 def _prune_model_keys(data: dict[str, Any]) -> None:

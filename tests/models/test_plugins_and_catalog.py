@@ -148,3 +148,19 @@ def test_plugin_trains_through_the_cli(stem: str, tmp_path: Path) -> None:
     if stem == "conv_gru_video":
         lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
         assert len(lines) == 2 and all("extra/alpha" in json.loads(line) for line in lines)
+
+
+def test_aliases_work_in_train_overrides_configs_and_the_models_command() -> None:
+    from tunelab.config import validate_config
+
+    cfg = load_config(None, ["model.name=bigru", "model.hidden_dim=8"])
+    assert cfg.model.name == "gru" and cfg.model.bidirectional is True and cfg.model.hidden_dim == 8
+    assert load_config(None, ["model.name=temporalcnn"]).model.name == "tcn"
+    assert validate_config({"model": {"name": "bilstm_standard"}}).model.attention_pooling is False  # type: ignore[attr-defined]
+    runner = CliRunner()
+    shown = runner.invoke(app, ["models", "bigru"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "model.hidden_dim" in shown.output and "model.bidirectional=True" in shown.output
+    listed = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    assert all(alias in listed.output for alias in ("bigru", "bilstm", "temporalcnn", "standard_bilstm"))

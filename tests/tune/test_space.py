@@ -170,3 +170,17 @@ def test_default_space_covers_each_family() -> None:
     assert "gru" in by_key["model.hidden_dim"] and "transformer" not in by_key["model.hidden_dim"]
     for exp, params in _sample(space, 12):
         assert exp.model.name == params[FAMILY_PARAM]
+
+
+@pytest.mark.parametrize("families", [["bilstm_standard"], ["gru", "transformer"]])
+def test_the_searched_count_is_what_some_trial_samples(families: list[str]) -> None:
+    # the tune header said "26 parameters searched" counting e.g. model.num_heads for the standard BiLSTM
+    space = build_space(study_from_mapping({"families": families}))
+    seen: set[str] = set()
+    for _, params in _sample(space, n=150):
+        seen |= set(params)
+    counted = {key for key in space.params if space.applicable(key)} | ({FAMILY_PARAM} if len(families) > 1 else set())
+    assert space.n_searched() == len(counted) and counted <= seen
+    if families == ["bilstm_standard"]:  # no attention in the standard model: its heads do nothing
+        assert "model.num_heads" in space.params and "model.num_heads" not in counted
+        assert all(row.key != "model.num_heads" for row in space.rows())

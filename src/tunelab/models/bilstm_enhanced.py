@@ -8,7 +8,7 @@ attends over a downsampled copy of the sequence), and multi-head attention pooli
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,13 @@ class BiLSTMEnhancedConfig(ModelConfig):
     feature_dropout: float = Field(0.1, ge=0, lt=1, description="drop whole input channels (per sample); 0 = off")
     temporal_dropout: float = Field(0.1, ge=0, lt=1, description="drop whole input time steps (per sample); 0 = off")
     dropout: float = Field(0.3, ge=0, lt=1, description="between layers, in attention and before the head")
+
+    #: a field that matters only when one of these switches is on (the tune header counts by it)
+    used_when: ClassVar[dict[str, tuple[str, ...]]] = {
+        "num_heads": ("attention_pooling", "cross_resolution"),
+        "conv_kernel": ("temporal_conv",),
+        "downsample": ("cross_resolution",),
+    }
 
     @model_validator(mode="after")
     def _heads_divide(self) -> BiLSTMEnhancedConfig:

@@ -583,7 +583,7 @@ def tune(
             grid=opts.grid,
             grid_size=grid_size,
             space_size=space.size(),
-            n_params=len(space.params),
+            n_params=space.n_searched(),
             n_existing=n_existing,
             n_enqueued=n_enqueued,
             workers=opts.workers,

@@ -265,8 +265,50 @@ class SearchSpace:
                 continue
             if key.startswith("model.") and not self._family_has(fam, key):
                 continue
+            if not self._can_hold(key, fam, set()):
+                continue  # its conditions never hold for this family (e.g. heads without attention)
             out.append(label)
         return out
+
+    def _can_hold(self, key: str, fam: Family, seen: set[str]) -> bool:
+        """Whether some trial of ``fam`` can meet ``key``'s conditions: a searched condition may take
+        any of its values, anything else has the one value the family's base config gives it."""
+        if key in seen:
+            return True
+        spec = self.params[key]
+        for dep, allowed in (spec.when or {}).items():
+            options = allowed if isinstance(allowed, list) else [allowed]
+            if dep == FAMILY_PARAM:
+                if not any(_eq(fam.label, o) or _eq(fam.name, o) for o in options):
+                    return False
+                continue
+            if dep in self.params and dep not in self.fixed and dep not in fam.fixed:
+                dep_spec = self.params[dep]
+                if dep.startswith("model.") and not self._family_has(fam, dep):
+                    return False
+                if not self._can_hold(dep, fam, seen | {key}):
+                    return False
+                values = dep_spec.values()
+                if values is not None and not any(_eq(v, o) for v in values for o in options):
+                    return False
+                continue
+            value = self._value(dep, {}, fam)
+            if value is _INACTIVE or not any(_eq(value, o) for o in options):
+                return False
+        config = MODELS.get(fam.name).config if key.startswith("model.") and fam.name in MODELS else None
+        switches = getattr(config, "used_when", {}).get(key.split(".", 1)[1], ())
+        return not switches or any(self._may_be_on(f"model.{s}", fam, seen | {key}) for s in switches)
+
+    def _may_be_on(self, key: str, fam: Family, seen: set[str]) -> bool:
+        """Whether the model switch ``key`` is on in some trial of ``fam``."""
+        if key in self.params and key not in self.fixed and key not in fam.fixed and self._can_hold(key, fam, seen):
+            values = self.params[key].values()
+            return values is None or any(_eq(v, True) for v in values)
+        return _eq(self._value(key, {}, fam), True)
+
+    def n_searched(self) -> int:
+        """Parameters some trial can sample (the family choice included): the tune header's count."""
+        return int(self.searches_family) + sum(1 for key in self.params if self.applicable(key))
 
     def size(self) -> int | None:
         """Distinct configurations if every parameter is discrete (conditions ignored: an upper
