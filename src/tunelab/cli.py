@@ -49,6 +49,31 @@ def _click_error(exc: BaseException, name: str) -> bool:
     return any(c.__name__ == name and c.__module__.startswith(("click", "typer")) for c in type(exc).__mro__)
 
 
+def _seed_flag_hint(flag: str, where: str) -> str:
+    """What to type instead of a seed script's flag: ``--test-only`` is ``tunelab evaluate``, and
+    ``--hidden-dim 128`` is the override ``model.hidden_dim=128``."""
+    if flag == "--test-only" and where == "tunelab evaluate":
+        return "; evaluate never trains, drop it"
+    if flag == "--test-only":
+        return "; to evaluate a trained run without training use 'tunelab evaluate RUN_DIR'"
+    if not flag.startswith("--") or where.split()[1:2] not in (["train"], ["tune"], ["experiments"]):
+        return ""
+    from tunelab.config import dotted_keys
+
+    field = flag[2:].split("=", 1)[0].replace("-", "_")
+    keys = [k for k in dotted_keys() if k.rsplit(".", 1)[-1] == field]
+    if not keys:
+        return ""
+    args = sys.argv[1:]
+    value = flag.split("=", 1)[1] if "=" in flag else None
+    for i, arg in enumerate(args):
+        if arg.split("=", 1)[0] == flag.split("=", 1)[0]:
+            value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else None)
+            break
+    shown = value if value is not None and not value.startswith("-") else "VALUE"
+    return "; settings are dotted overrides: " + " or ".join(f"{k}={shown}" for k in keys[:3])
+
+
 def main() -> None:
     """Console entry point: run the app, turning UserError into one line and exit code 2;
     Ctrl+C exits 130 and SIGTERM 143, each after the current trial is recorded as interrupted."""
@@ -87,6 +112,8 @@ def main() -> None:
                 ctx = ctx.parent
             where = " ".join(["tunelab", *reversed(names)])
             message = exc.format_message().rstrip(".")  # type: ignore[attr-defined]
+            if _click_error(exc, "NoSuchOption"):
+                message += _seed_flag_hint(str(getattr(exc, "option_name", "")), where)
             err_console.print(
                 f"[bold red]error:[/] {escape(message)}; see '{where} --help'", highlight=False, soft_wrap=True
             )

@@ -305,6 +305,29 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any])
     return out
 
 
+def dotted_keys() -> list[str]:
+    """Every dotted key a config accepts (``model.*`` over all registered families), for hints."""
+    keys: list[str] = []
+
+    def walk(cls: type[BaseModel], prefix: str) -> None:
+        for name, fld in cls.model_fields.items():
+            sub = fld.annotation
+            args = [a for a in getattr(sub, "__args__", ()) if isinstance(a, type)]
+            section = next((a for a in [sub, *args] if isinstance(a, type) and issubclass(a, BaseModel)), None)
+            if name == "model":
+                for family in MODELS.names():
+                    config = MODELS.get(family).config
+                    if config is not None:
+                        walk(config, "model.")  # type: ignore[arg-type]
+            elif section is not None:
+                walk(section, f"{prefix}{name}.")
+            else:
+                keys.append(prefix + name)
+
+    walk(ExperimentConfig, "")
+    return list(dict.fromkeys(keys))
+
+
 def _alias(name: str) -> Any:
     """The :class:`~tunelab.tune.families.Family` a seed alias names (``bigru`` → gru,
     bidirectional), or None for a name that is no alias."""

@@ -67,6 +67,21 @@ def test_a_diverged_run_is_one_line_with_a_hint(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--test-only"], "use 'tunelab evaluate RUN_DIR'"),
+        (["--hidden-dim", "128"], "model.hidden_dim=128"),
+        (["--early-stopping-patience=3"], "VALUE"),  # no such key: no hint, just click's message
+    ],
+)
+def test_seed_style_flags_get_a_hint(tmp_path: Path, args: list[str], needle: str) -> None:
+    done = tunelab("train", *args, cwd=tmp_path)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and "Traceback" not in err and len(err.splitlines()) == 1
+    assert (needle in err) == (needle != "VALUE") and "No such option" in err
+
+
 def test_evaluate_refuses_a_foreign_checkpoint(tmp_path: Path) -> None:
     import torch
 
