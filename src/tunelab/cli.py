@@ -401,6 +401,9 @@ def evaluate(
     device: DeviceOpt = None,
     plugin: PluginOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print metrics as JSON")] = False,
+    data_path: Annotated[
+        str | None, typer.Option("--data-path", help="the data file or folder here (default: the saved data.path)")
+    ] = None,
 ) -> None:
     """Re-evaluate a trained model on its validation and test splits, without training (the seeds' --test-only)."""
     load_plugins(plugin)
@@ -408,7 +411,7 @@ def evaluate(
 
     from tunelab.train.checkpoint import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(run, device or "auto")
+    metrics = evaluate_checkpoint(run, device or "auto", data_path)
     if as_json:
         console.print_json(json.dumps(metrics))
         return

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from tunelab.errors import UserError
 from tunelab.registry import MODELS, closest
@@ -87,6 +87,20 @@ class DataConfig(StrictModel):
     bucket: bool = Field(False, description="group sequences of similar length into batches to cut padding")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     noise: NoiseConfig | None = Field(None, description="make a denoising (seq2seq) task from the data")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        """Stored absolute (against the working directory), so a saved config means the same file
+        from any directory; ``tunelab evaluate --data-path`` points a copied study elsewhere."""
+        return None if value is None else str(Path(value).expanduser().absolute())
+
+    @model_validator(mode="after")
+    def _name_of_path(self) -> DataConfig:
+        """With a path, ``name`` is the file's name (not a built-in dataset left beside it)."""
+        if self.path and "name" not in self.model_fields_set:
+            self.name = Path(self.path).stem
+        return self
 
 
 # --------------------------------------------------------------------------- model

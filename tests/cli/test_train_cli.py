@@ -82,6 +82,35 @@ def test_seed_style_flags_get_a_hint(tmp_path: Path, args: list[str], needle: st
     assert (needle in err) == (needle != "VALUE") and "No such option" in err
 
 
+def test_a_relative_data_path_is_saved_absolute_and_a_copied_run_evaluates(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    from tests.data.writers import small_dataset, write_npz_padded
+    from tunelab.errors import UserError
+    from tunelab.train.checkpoint import evaluate_checkpoint
+
+    here = tmp_path / "machine1"
+    here.mkdir()
+    write_npz_padded(here / "asl_kp.npz", *small_dataset(n=30)[:2])
+    tiny = ["model.hidden_dim=8", "model.num_layers=1", "train.max_epochs=1"]
+    done = tunelab("train", *tiny, "--data-path", "asl_kp.npz", "--save-dir", "runs", "--name", "r", "-q", cwd=here)
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((here / "runs" / "r" / "config.json").read_text())["data"]
+    assert saved["path"] == str(here / "asl_kp.npz") and saved["name"] == "asl_kp"
+    monkeypatch.chdir(tmp_path)  # another directory: the absolute path still finds the data
+    first = evaluate_checkpoint(here / "runs" / "r", "cpu")
+    # copied to another machine: the saved path is gone; the file in the working directory is used
+    there = tmp_path / "machine2"
+    shutil.copytree(here / "runs", there / "runs")
+    shutil.move(here / "asl_kp.npz", there / "asl_kp.npz")
+    monkeypatch.chdir(there)
+    assert evaluate_checkpoint("runs/r", "cpu") == pytest.approx(first)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"asl_kp.npz .*no such file or folder here; .*--data-path"):
+        evaluate_checkpoint(there / "runs" / "r", "cpu")
+    assert evaluate_checkpoint(there / "runs" / "r", "cpu", data_path="machine2/asl_kp.npz") == pytest.approx(first)
+
+
 def test_evaluate_refuses_a_foreign_checkpoint(tmp_path: Path) -> None:
     import torch
 

@@ -319,7 +319,7 @@ CASES = [
     Case(
         "data-file-missing",
         TUNE,
-        ("data.path nope.csv", "no such file", "check the path"),
+        ("nope.csv: no such file", "check the path"),  # the path is shown absolute
         lambda d: study_file(d / "s.yaml", base={**TINY_BASE, "data": {"path": "nope.csv"}}),
     ),
     Case(

@@ -34,8 +34,32 @@ def load_model(path: str | Path, meta: Any) -> tuple[nn.Module, ExperimentConfig
     return model, cfg, extra
 
 
-def evaluate_checkpoint(path: str | Path, device: str = "auto") -> dict[str, float]:
-    """Test-only evaluation (seed 001's --test-only): rebuild the data split and report metrics."""
+def _data_here(cfg: ExperimentConfig, run: str | Path, data_path: str | Path | None) -> ExperimentConfig:
+    """``cfg`` with a data path that exists here: ``data_path`` if given, else the saved one, else
+    a file of the saved name in the working directory (a study copied from another machine)."""
+    saved = cfg.data.path
+    if data_path is None and (saved is None or Path(saved).exists()):
+        return cfg
+    if data_path is not None:
+        found = Path(data_path).expanduser().absolute()
+        if not found.exists():
+            raise UserError(f"--data-path {data_path}: no such file or folder")
+    else:
+        found = Path.cwd() / Path(str(saved)).name
+        if not found.exists():
+            raise UserError(
+                f"data.path {saved} (saved in {run}): no such file or folder here; "
+                "point at the data with --data-path PATH"
+            )
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(found)})})
+
+
+def evaluate_checkpoint(
+    path: str | Path, device: str = "auto", data_path: str | Path | None = None
+) -> dict[str, float]:
+    """Test-only evaluation (seed 001's --test-only): rebuild the data split and report metrics.
+    The data is ``data_path`` if given, else the saved ``data.path`` (or its file name in the
+    working directory when the study was copied from elsewhere)."""
     from tunelab.data import prepare
     from tunelab.train.device import resolve_device
     from tunelab.train.losses import build_loss
@@ -43,7 +67,7 @@ def evaluate_checkpoint(path: str | Path, device: str = "auto") -> dict[str, flo
     from tunelab.train.trainer import evaluate
 
     state, config, extra = load_checkpoint(_checkpoint_path(path))
-    cfg = validate_config(config, f"{path} (saved config)")
+    cfg = _data_here(validate_config(config, f"{path} (saved config)"), path, data_path)
     splits = prepare(cfg.data, cfg.seed)
     dev = resolve_device(device if device != "auto" else cfg.device)
     model = build_model(cfg.model, splits.meta)
