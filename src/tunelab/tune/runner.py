@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tunelab.errors import UserError
 from tunelab.registry import closest
 from tunelab.results.attrs import STUDY, TRIAL
+from tunelab.results.io import write_text
 from tunelab.results.study import StudyWriter, best_trial
 from tunelab.train.callbacks import Callback
 from tunelab.tune.families import SEED000_FAMILIES
@@ -27,7 +28,7 @@ from tunelab.tune.owners import close_session, open_session, reap_orphans
 from tunelab.tune.phases import fixed_from_study, load_best_params, previous_phase
 from tunelab.tune.report import trial_line
 from tunelab.tune.space import FAMILY_PARAM, InvalidSample, SearchSpace, build_space
-from tunelab.tune.spec import SamplerConfig, StudyConfig
+from tunelab.tune.spec import PrunerConfig, SamplerConfig, StudyConfig
 from tunelab.tune.study import (
     canonical_url,
     default_storage,
@@ -56,6 +57,7 @@ __all__ = [
     "TuneResult",
     "TuneStart",
     "auto_tune_all",
+    "comparison_file",
     "trial_context",
     "tune",
 ]
@@ -351,6 +353,19 @@ def _check_history(study: optuna.Study, space: SearchSpace) -> None:
                 ) from None
 
 
+def _pruner_for(cfg: StudyConfig, objectives: list[str], source: str) -> PrunerConfig:
+    """The study's pruner; none for several objectives: Optuna prunes only single-objective trials,
+    so a pruner chosen for a multi-objective study is refused rather than silently idle."""
+    if len(objectives) == 1 or cfg.pruner.name == "none":
+        return cfg.pruner
+    if "pruner" in cfg.model_fields_set:
+        raise UserError(
+            f"{source}: pruner '{cfg.pruner.name}' with {len(objectives)} objectives ({', '.join(objectives)}): "
+            "Optuna does not prune multi-objective trials; use --pruner none, or one objective"
+        )
+    return PrunerConfig(name="none")
+
+
 def _resume_refusal(opts: TuneOptions, base: str, shown: str) -> UserError:
     suffix = f"/{opts.phase}" if opts.phase else ""
     if opts.study_name:
@@ -491,6 +506,7 @@ def tune(
     first.check_values(opts.source)
     objectives, directions = cfg.objective.resolved(task)
     check_objectives(objectives, task, opts.source)
+    pruner_cfg = _pruner_for(cfg, objectives, opts.source)
     given = load_best_params(opts.best_params, cfg) if opts.best_params is not None else None
     queued, queued_from = _read_enqueue(opts.enqueue)
     if queued:  # a typo fails here; whether a key fits this phase needs the earlier phases' values (below)
@@ -530,7 +546,7 @@ def tune(
         name,
         directions=directions,
         sampler=sampler,
-        pruner=make_pruner(cfg.pruner),
+        pruner=make_pruner(pruner_cfg),
         resume=opts.resume,
         shown_storage=shown,
     )
@@ -577,7 +593,7 @@ def tune(
             objectives=objectives,
             directions=directions,
             sampler=sampler_cfg.name,
-            pruner=cfg.pruner.name,
+            pruner=pruner_cfg.name,
             phase=opts.phase,
             fixed=dict(space.fixed),
             grid=opts.grid,
@@ -627,7 +643,7 @@ def tune(
                     objectives=objectives,
                     study_dir=study_dir,
                     sampler=sampler_cfg,
-                    pruner=cfg.pruner,
+                    pruner=pruner_cfg,
                     seed=cfg.seed,
                     prune=prune,
                     plugins=tuple(opts.plugins),
@@ -763,4 +779,20 @@ def auto_tune_all(
             name = found
         fam_cfg = cfg.model_copy(update={"families": [label]})
         results.append(tune(fam_cfg, replace(opts, study_name=name), data=data, callbacks=callbacks, reporter=reporter))
+    write_comparison(results)
     return results
+
+
+def comparison_file(results: Sequence[TuneResult]) -> Path:
+    """Where :func:`auto_tune_all` writes its family comparison: the study group's folder."""
+    return results[0].study_dir.parent / "comparison.csv"
+
+
+def write_comparison(results: Sequence[TuneResult]) -> Path | None:
+    """The family comparison (one row per family, best first) as ``<group>/comparison.csv``."""
+    if not results:
+        return None
+    from tunelab.results.study import _csv
+    from tunelab.tune.report import comparison_rows
+
+    return write_text(comparison_file(results), _csv(comparison_rows(results)))
