@@ -744,7 +744,10 @@ def tune_cmd(
     ] = None,
     best_params: Annotated[
         Path | None,
-        typer.Option("--best-params", help="best_params.json of an earlier phase (default: found in the storage)"),
+        typer.Option(
+            "--best-params",
+            help="best_params.json of an earlier phase, or several (a glob: later phases override earlier ones; default: found in the storage)",
+        ),
     ] = None,
     phase: PhaseOpt = None,
     grid: GridOpt = None,
@@ -811,9 +814,11 @@ def tune_cmd(
         seed=seed,
     )
     labels = family_labels(model, enhanced)
+    # `--best-params runs/*/phase*/best_params.json`: the shell passes the glob's other files as arguments
+    more = [o for o in overrides or [] if best_params is not None and "=" not in o and Path(o).is_file()]
     cfg, locked = study_from_flags(
         config,
-        overrides=list(overrides or []),
+        overrides=[o for o in overrides or [] if o not in more],
         base_flags=flags,
         models=None if auto_tune_all else model,
         enhanced=None if auto_tune_all else enhanced,
@@ -838,7 +843,7 @@ def tune_cmd(
     opts = TuneOptions(
         phase=phase,
         grid=grid,
-        best_params=best_params,
+        best_params=[best_params, *map(Path, more)] if best_params is not None and more else best_params,
         resume=resume,
         study_name=study_name,
         save_dir=_writable(save_dir),

@@ -4,6 +4,7 @@ lines and pruning, the --auto-tune-all comparison, phased --best-params, grid/--
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,56 @@ def test_auto_tune_all_writes_the_comparison_and_prints_whole_names(tmp_path: Pa
     assert {r["family"] for r in rows} == {"gru", "bilstm_standard"} and all(r["value"] for r in rows)
     assert "bilstm_standard" in out.output and "…" not in out.output  # not cut at 80 columns in a pipe
     assert f"comparison: {groups[0] / 'comparison.csv'}" in out.output
+
+
+# --------------------------------------------------------------------------- phases (item 5)
+
+PHASED = {
+    "space": {
+        "train.lr": {"low": 1e-3, "high": 3e-2, "log": True},
+        "model.hidden_dim": [4, 8],
+        "model.dropout": {"low": 0.0, "high": 0.3},
+    },
+    "phases": {"coarse": ["train.lr"], "arch": ["model.hidden_dim"], "reg": ["model.dropout"], "full": "all"},
+}
+
+
+def test_a_glob_of_best_params_applies_in_phase_order_and_joins_their_group(tmp_path: Path) -> None:
+    import optuna
+
+    from tests.reliability.common import study_file
+
+    group = tmp_path / "rel-20260101-000000"
+    for phase, values in {
+        "arch": {"train.lr": 0.002, "model.hidden_dim": 4},  # given first, but a later phase than coarse
+        "coarse": {"train.lr": 0.001},
+        "reg": {"train.lr": 0.02, "model.dropout": 0.1},  # the phase being tuned: skipped
+    }.items():
+        (group / phase).mkdir(parents=True)
+        (group / phase / "best_params.json").write_text(json.dumps(values))
+    files = [str(group / p / "best_params.json") for p in ("arch", "coarse", "reg")]
+    cfg = study_file(tmp_path / "rel.yaml", **PHASED)
+    out = _run(tmp_path, "-c", str(cfg), "--phase", "reg", "--trials", "1", "--no-report", "--best-params", *files)
+    assert out.exit_code == 0, out.output
+    study = optuna.load_study(study_name="rel-20260101-000000/reg", storage=f"sqlite:///{tmp_path / 'tunelab.db'}")
+    assert study.user_attrs["fixed_params"] == {"train.lr": 0.002, "model.hidden_dim": 4}
+    assert (group / "reg" / "trials.csv").is_file()  # the same folder as the files' phases
+
+
+def test_a_phase_that_searches_everything_follows_no_other_and_joins_the_newest_group(
+    tmp_path: Path, splits: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.tune.conftest import options, tiny_study
+    from tunelab.tune import tune
+    from tunelab.tune.phases import previous_phase
+
+    cfg = tiny_study(**{**PHASED, "phases": {**PHASED["phases"], "full_with_model": ["all"]}})
+    assert previous_phase(cfg, "arch") == "coarse"
+    assert previous_phase(cfg, "full") is None and previous_phase(cfg, "full_with_model") is None
+    one = tune(cfg, options(tmp_path, phase="coarse", best_params=None), data=splits)
+    full = tune(cfg, options(tmp_path, phase="full"), data=splits)
+    with caplog.at_level("WARNING"):
+        alt = tune(cfg, options(tmp_path, phase="full_with_model"), data=splits)
+    head = one.study_name.rpartition("/")[0]
+    assert (full.study_name, alt.study_name) == (f"{head}/full", f"{head}/full_with_model")
+    assert "previous phase" not in caplog.text

@@ -25,7 +25,7 @@ from tunelab.train.callbacks import Callback
 from tunelab.tune.families import SEED000_FAMILIES
 from tunelab.tune.objective import DataCache, Objective, TrialFailed
 from tunelab.tune.owners import close_session, open_session, reap_orphans
-from tunelab.tune.phases import fixed_from_study, load_best_params, previous_phase
+from tunelab.tune.phases import best_params_group, fixed_from_study, load_best_params, previous_phase
 from tunelab.tune.report import trial_line
 from tunelab.tune.space import FAMILY_PARAM, InvalidSample, SearchSpace, build_space
 from tunelab.tune.spec import PrunerConfig, SamplerConfig, StudyConfig
@@ -77,7 +77,7 @@ class TuneOptions:
 
     phase: str | None = None
     grid: str | None = None
-    best_params: str | Path | dict[str, Any] | None = None
+    best_params: str | Path | dict[str, Any] | Sequence[str | Path] | None = None  # several: later phases win
     resume: bool = False
     study_name: str | None = None  # exact name; default: the study file's name + a timestamp
     save_dir: str | Path = "runs"
@@ -402,7 +402,7 @@ def _phase_fixed(
         return {}, None
     prev = previous_phase(cfg, opts.phase)
     if prev is None:
-        return {}, None
+        return {}, _alternative_group(cfg, opts, storage, base)
     if opts.study_name:
         prev_name: str | None = f"{opts.study_name}/{prev}"
         if not study_exists(storage, prev_name):  # type: ignore[arg-type]
@@ -420,6 +420,25 @@ def _phase_fixed(
     fixed = fixed_from_study(optuna.load_study(study_name=prev_name, storage=storage))
     log.info("phase %s: fixed %d values from study %s", opts.phase, len(fixed), prev_name)
     return fixed, prev_name.rpartition("/")[0]
+
+
+def _given_group(opts: TuneOptions, cfg: StudyConfig, base: str) -> str | None:
+    """The study group of the --best-params file(s): the phase joins it."""
+    files = opts.best_params
+    if files is None or isinstance(files, dict) or opts.study_name:
+        return None
+    return best_params_group([files] if isinstance(files, (str, Path)) else list(files), cfg, base)
+
+
+def _alternative_group(cfg: StudyConfig, opts: TuneOptions, storage: Any, base: str) -> str | None:
+    """A phase that searches everything (``full``) joins the newest group of this phased search,
+    unless that group already ran it; the first phase always starts a new group."""
+    assert opts.phase is not None
+    if opts.study_name or list(cfg.phases).index(opts.phase) == 0:
+        return None
+    found = [find_latest_study(storage, base, p) for p in cfg.phases if p != opts.phase]
+    heads = [f.rpartition("/")[0] for f in found if f is not None]
+    return max(heads) if heads else None  # <base>-<YYYYmmdd-HHMMSS>: the newest sorts last
 
 
 def _result(study: optuna.Study, study_dir: Path, shown: str, objectives: list[str], family: str | None) -> TuneResult:
@@ -507,7 +526,7 @@ def tune(
     objectives, directions = cfg.objective.resolved(task)
     check_objectives(objectives, task, opts.source)
     pruner_cfg = _pruner_for(cfg, objectives, opts.source)
-    given = load_best_params(opts.best_params, cfg) if opts.best_params is not None else None
+    given = load_best_params(opts.best_params, cfg, opts.phase) if opts.best_params is not None else None
     queued, queued_from = _read_enqueue(opts.enqueue)
     if queued:  # a typo fails here; whether a key fits this phase needs the earlier phases' values (below)
         _check_enqueue(queued, queued_from, _known(first) | _known(build_space(cfg, source=opts.source)))
@@ -523,7 +542,11 @@ def tune(
         old = optuna.load_study(study_name=resumed_name, storage=storage)
         fixed, head = dict(old.user_attrs.get(STUDY.FIXED_PARAMS) or {}), None
     else:
-        fixed, head = (given, None) if given is not None else _phase_fixed(cfg, opts, storage, base, shown)
+        fixed, head = (
+            (given, _given_group(opts, cfg, base))
+            if given is not None
+            else _phase_fixed(cfg, opts, storage, base, shown)
+        )
     name = resumed_name or _study_name(cfg, opts, storage, base, shown, head)
     space = build_space(cfg, phase=opts.phase, grid=opts.grid, fixed=fixed, locked=opts.locked, source=opts.source)
     _check_enqueue(queued, queued_from, _known(space))  # before the study exists
