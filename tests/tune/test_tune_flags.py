@@ -137,3 +137,48 @@ def test_a_phase_that_searches_everything_follows_no_other_and_joins_the_newest_
     head = one.study_name.rpartition("/")[0]
     assert (full.study_name, alt.study_name) == (f"{head}/full", f"{head}/full_with_model")
     assert "previous phase" not in caplog.text
+
+
+# --------------------------------------------------------------------------- grid and budget (item 7)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TINY_DENOISE = ["data.options.n=24", "data.options.min_len=32", "data.options.max_len=48", "model.depth=2"]
+
+
+def test_seed002_without_grid_searches_its_first_grid_and_says_what_epochs_drops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed = str(EXAMPLES / "seed002_unet_grid.yaml")
+    with caplog.at_level("WARNING"):
+        out = _run(
+            tmp_path,
+            "-c",
+            seed,
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--no-report",
+            *TINY_DENOISE,
+            "model.base_channels=4",
+        )
+    assert out.exit_code == 0, out.output
+    assert "grid 'quick': 4 combinations" in out.output and "needs discrete values" not in out.output
+    assert "sampler grid without --grid: searching the first grid, 'quick'" in caplog.text
+    assert "train.max_epochs (grid values [30, 50]) set on the command line" in caplog.text
+    assert "4 combinations instead of 8" in caplog.text
+
+
+def test_resume_with_another_epoch_budget_is_refused(tmp_path: Path, splits: Any) -> None:
+    from tests.tune.conftest import TINY_BASE, options, tiny_study
+    from tunelab.errors import UserError
+    from tunelab.tune import tune
+
+    tune(tiny_study(budget={"n_trials": 1}), options(tmp_path, study_name="b"), data=splits)
+    shorter = tiny_study(base={**TINY_BASE, "train": {**TINY_BASE["train"], "max_epochs": 1}})
+    with pytest.raises(
+        UserError, match=r"--resume: study b trains for train.max_epochs=2, this run for 1 \(--epochs\)"
+    ):
+        tune(shorter, options(tmp_path, study_name="b", resume=True), data=splits)
+    again = tune(tiny_study(budget={"n_trials": 1}), options(tmp_path, study_name="b", resume=True), data=splits)
+    assert sum(again.states.values()) == 2  # the same budget resumes

@@ -366,6 +366,20 @@ def _pruner_for(cfg: StudyConfig, objectives: list[str], source: str) -> PrunerC
     return PrunerConfig(name="none")
 
 
+def _check_budget(study: optuna.Study, space: SearchSpace, cfg: StudyConfig) -> None:
+    """A resumed study keeps its epoch budget: trials of 30 and of 5 epochs are not comparable."""
+    if "train.max_epochs" in space.params:  # searched: each trial has its own
+        return
+    stored = (study.user_attrs.get(STUDY.STUDY_CONFIG) or {}).get("base") or {}
+    before = (stored.get("train") or {}).get("max_epochs")
+    now = cfg.base.train.max_epochs
+    if before is not None and before != now:
+        raise UserError(
+            f"--resume: study {study.study_name} trains for train.max_epochs={before}, this run for {now} (--epochs); "
+            f"one study keeps one budget: drop --epochs to continue it, or start a new study with --study-name"
+        )
+
+
 def _resume_refusal(opts: TuneOptions, base: str, shown: str) -> UserError:
     suffix = f"/{opts.phase}" if opts.phase else ""
     if opts.study_name:
@@ -520,6 +534,16 @@ def tune(
     # the space, the data and the objectives are checked before a storage file is created, so bad
     # input leaves nothing behind (the checks after it need the studies stored there)
     cache = DataCache(data)
+    if opts.grid is None and opts.phase is None and cfg.sampler.name == "grid" and cfg.space is None and cfg.grids:
+        # `sampler: grid` with named grids and no space (seed 002): search the first grid, not the
+        # default space (whose continuous ranges the grid sampler cannot enumerate)
+        opts = replace(opts, grid=next(iter(cfg.grids)))
+        log.warning(
+            "%s: sampler grid without --grid: searching the first grid, '%s' (grids: %s; pass --grid NAME)",
+            opts.source,
+            opts.grid,
+            ", ".join(cfg.grids),
+        )
     first = build_space(cfg, phase=opts.phase, grid=opts.grid, source=opts.source)
     task = _task(first, cache)
     first.check_values(opts.source)
@@ -594,6 +618,7 @@ def tune(
     }
     if opts.resume:
         _check_history(study, space)
+        _check_budget(study, space, cfg)
     _set_attrs(study, attrs, opts.resume)
     journal = None if is_rdb(url) else (cfg.heartbeat_interval, cfg.grace_period, cfg.max_retry)
     if journal is not None:
