@@ -799,7 +799,10 @@ def tune_cmd(
     ] = None,
     best_params: Annotated[
         Path | None,
-        typer.Option("--best-params", help="best_params.json of an earlier phase (default: found in the storage)"),
+        typer.Option(
+            "--best-params",
+            help="best_params.json of an earlier phase, or several (a glob: later phases override earlier ones; default: found in the storage)",
+        ),
     ] = None,
     phase: PhaseOpt = None,
     grid: GridOpt = None,
@@ -837,17 +840,13 @@ def tune_cmd(
     no_report: Annotated[
         bool, typer.Option("--no-report", help="skip the analysis (plots, report.html) at the end")
     ] = False,
-    wandb: Annotated[
-        bool, typer.Option("--wandb", help="log trials to Weights & Biases (offline unless WANDB_API_KEY is set)")
-    ] = False,
-    wandb_project: Annotated[str | None, typer.Option("--wandb-project", help="W&B project")] = None,
-    mlflow: Annotated[
-        bool, typer.Option("--mlflow", help="log trials to MLflow (sqlite:///<save-dir>/mlflow.db unless --mlflow-uri)")
-    ] = False,
-    mlflow_uri: Annotated[str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI")] = None,
-    tensorboard: Annotated[
-        bool, typer.Option("--tensorboard", help="write TensorBoard scalars under <save-dir>/tensorboard")
-    ] = False,
+    wandb: WandbOpt = False,
+    wandb_project: WandbProjectOpt = None,
+    wandb_entity: WandbEntityOpt = None,
+    wandb_group: WandbGroupOpt = None,
+    mlflow: MlflowOpt = False,
+    mlflow_uri: MlflowUriOpt = None,
+    tensorboard: TensorboardOpt = False,
 ) -> None:
     """Search hyperparameters (and model families) with Optuna; writes runs/<study>/ with the best model."""
     load_plugins(plugin)
@@ -870,9 +869,11 @@ def tune_cmd(
         seed=seed,
     )
     labels = family_labels(model, enhanced)
+    # `--best-params runs/*/phase*/best_params.json`: the shell passes the glob's other files as arguments
+    more = [o for o in overrides or [] if best_params is not None and "=" not in o and Path(o).is_file()]
     cfg, locked = study_from_flags(
         config,
-        overrides=list(overrides or []),
+        overrides=[o for o in overrides or [] if o not in more],
         base_flags=flags,
         models=None if auto_tune_all else model,
         enhanced=None if auto_tune_all else enhanced,
@@ -884,29 +885,20 @@ def tune_cmd(
         timeout=timeout,
         seed=seed,
     )
-    tracking = None
-    if wandb or mlflow or mlflow_uri or tensorboard:
-        import os
-
-        from tunelab.track import TrackingConfig
-
-        wb = {
-            "enabled": wandb,
-            "mode": "online" if os.environ.get("WANDB_API_KEY") else "offline",
-            **({"project": wandb_project} if wandb_project else {}),
-        }
-        tracking = TrackingConfig.model_validate(
-            {
-                "save_dir": save_dir,
-                "mlflow": mlflow_uri or ("auto" if mlflow else None),
-                "wandb": wb,
-                "tensorboard": tensorboard,
-            }
-        )
+    tracking = tracking_config(
+        save_dir,
+        mlflow=mlflow,
+        mlflow_uri=mlflow_uri,
+        wandb=wandb,
+        wandb_project=wandb_project,
+        wandb_entity=wandb_entity,
+        wandb_group=wandb_group,
+        tensorboard=tensorboard,
+    )
     opts = TuneOptions(
         phase=phase,
         grid=grid,
-        best_params=best_params,
+        best_params=[best_params, *map(Path, more)] if best_params is not None and more else best_params,
         resume=resume,
         study_name=study_name,
         save_dir=_writable(save_dir),
@@ -922,21 +914,33 @@ def tune_cmd(
     reporter = ConsoleReporter(console)
     if not auto_tune_all:
         tune(cfg, opts, reporter=reporter)
-        return
+    else:
+        _compare_families(run_all(cfg, labels, opts, reporter=reporter))
+    if tracking.enabled:
+        for hint in tracking_hints(tracking):
+            console.print(hint, highlight=False, soft_wrap=True)  # commands stay copy-pastable
+
+
+def _compare_families(results: list[Any]) -> None:
+    """--auto-tune-all's comparison table (also written as <group>/comparison.csv); in a pipe or a
+    log file it is printed whole (a wide console: no family or study name cut to "trans…")."""
     from rich.table import Table
 
     from tunelab.tune.report import comparison_rows, fmt_value
+    from tunelab.tune.runner import comparison_file
 
-    results = run_all(cfg, labels, opts, reporter=reporter)
     rows = comparison_rows(results)
     table = Table(title=f"families compared on {results[0].objectives[0]}", title_justify="left")
     cols = ["family", "value", "test_acc", "test_f1", "n_params", "complete", "pruned", "failed", "study"]
     cols = [c for c in cols if any(r.get(c) is not None for r in rows)]
     for c in cols:
-        table.add_column(c, justify="right" if c not in ("family", "study") else "left")
+        left = c in ("family", "study")
+        table.add_column(c, justify="left" if left else "right", no_wrap=not left, overflow="fold")
     for r in rows:
         table.add_row(*("-" if r.get(c) is None else fmt_value(r[c]) for c in cols))
-    console.print(table)
+    out = console if console.is_terminal else Console(file=console.file, width=max(console.width, 200))
+    out.print(table)
+    out.print(f"comparison: {comparison_file(results)}", highlight=False, soft_wrap=True)
 
 
 @app.command("space")

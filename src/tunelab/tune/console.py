@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from tunelab.results.study import best_trial
 from tunelab.tune.report import best_summary, fmt_value, trial_line
@@ -80,7 +81,8 @@ class ConsoleReporter:
         best = best_trial(study)
         line = trial_line(trial, info.objectives, best if len(info.objectives) == 1 else None, info.pruner)
         style = {"COMPLETE": "", "PRUNED": "yellow", "FAIL": "red"}.get(trial.state.name, "")
-        self.progress.console.print(f"[{style}]{line}[/]" if style else line, highlight=False, soft_wrap=True)
+        # plain text, not markup: "[val_f1=0.9, n_params=1234]" would be read as a style tag and vanish
+        self.progress.console.print(Text(line, style=style), highlight=False, soft_wrap=True)
         desc = f"best: {fmt_value(best.values[0])} (#{best.number})" if best is not None else "best: -"
         self.progress.update(self.task, advance=1, description=desc)
 
@@ -94,7 +96,7 @@ class ConsoleReporter:
             c.print("no trial completed; see trials.csv for the reasons", style="yellow", soft_wrap=True)
             return
         for line in best_summary(result):
-            c.print(line, highlight=False, soft_wrap=True)
+            c.print(line, highlight=False, soft_wrap=True, markup=False)
         if result.pareto:
             c.print(f"  Pareto front: {len(result.pareto)} trials (pareto_front.json)", highlight=False, soft_wrap=True)
         c.print(f"  best config: {result.study_dir / 'best_config.json'}", highlight=False, soft_wrap=True)

@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tunelab.errors import UserError
 from tunelab.registry import closest
 from tunelab.results.attrs import STUDY, TRIAL
+from tunelab.results.io import write_text
 from tunelab.results.study import StudyWriter, best_trial
 from tunelab.train.callbacks import Callback
 from tunelab.tune.families import SEED000_FAMILIES
 from tunelab.tune.objective import DataCache, Objective, TrialFailed
 from tunelab.tune.owners import close_session, open_session, reap_orphans
-from tunelab.tune.phases import fixed_from_study, load_best_params, previous_phase
+from tunelab.tune.phases import best_params_group, fixed_from_study, load_best_params, previous_phase
 from tunelab.tune.report import trial_line
 from tunelab.tune.space import FAMILY_PARAM, InvalidSample, SearchSpace, build_space
-from tunelab.tune.spec import SamplerConfig, StudyConfig
+from tunelab.tune.spec import PrunerConfig, SamplerConfig, StudyConfig
 from tunelab.tune.study import (
     canonical_url,
     default_storage,
@@ -56,6 +57,7 @@ __all__ = [
     "TuneResult",
     "TuneStart",
     "auto_tune_all",
+    "comparison_file",
     "trial_context",
     "tune",
 ]
@@ -75,7 +77,7 @@ class TuneOptions:
 
     phase: str | None = None
     grid: str | None = None
-    best_params: str | Path | dict[str, Any] | None = None
+    best_params: str | Path | dict[str, Any] | Sequence[str | Path] | None = None  # several: later phases win
     resume: bool = False
     study_name: str | None = None  # exact name; default: the study file's name + a timestamp
     save_dir: str | Path = "runs"
@@ -351,6 +353,33 @@ def _check_history(study: optuna.Study, space: SearchSpace) -> None:
                 ) from None
 
 
+def _pruner_for(cfg: StudyConfig, objectives: list[str], source: str) -> PrunerConfig:
+    """The study's pruner; none for several objectives: Optuna prunes only single-objective trials,
+    so a pruner chosen for a multi-objective study is refused rather than silently idle."""
+    if len(objectives) == 1 or cfg.pruner.name == "none":
+        return cfg.pruner
+    if "pruner" in cfg.model_fields_set:
+        raise UserError(
+            f"{source}: pruner '{cfg.pruner.name}' with {len(objectives)} objectives ({', '.join(objectives)}): "
+            "Optuna does not prune multi-objective trials; use --pruner none, or one objective"
+        )
+    return PrunerConfig(name="none")
+
+
+def _check_budget(study: optuna.Study, space: SearchSpace, cfg: StudyConfig) -> None:
+    """A resumed study keeps its epoch budget: trials of 30 and of 5 epochs are not comparable."""
+    if "train.max_epochs" in space.params:  # searched: each trial has its own
+        return
+    stored = (study.user_attrs.get(STUDY.STUDY_CONFIG) or {}).get("base") or {}
+    before = (stored.get("train") or {}).get("max_epochs")
+    now = cfg.base.train.max_epochs
+    if before is not None and before != now:
+        raise UserError(
+            f"--resume: study {study.study_name} trains for train.max_epochs={before}, this run for {now} (--epochs); "
+            f"one study keeps one budget: drop --epochs to continue it, or start a new study with --study-name"
+        )
+
+
 def _resume_refusal(opts: TuneOptions, base: str, shown: str) -> UserError:
     suffix = f"/{opts.phase}" if opts.phase else ""
     if opts.study_name:
@@ -387,7 +416,7 @@ def _phase_fixed(
         return {}, None
     prev = previous_phase(cfg, opts.phase)
     if prev is None:
-        return {}, None
+        return {}, _alternative_group(cfg, opts, storage, base)
     if opts.study_name:
         prev_name: str | None = f"{opts.study_name}/{prev}"
         if not study_exists(storage, prev_name):  # type: ignore[arg-type]
@@ -405,6 +434,25 @@ def _phase_fixed(
     fixed = fixed_from_study(optuna.load_study(study_name=prev_name, storage=storage))
     log.info("phase %s: fixed %d values from study %s", opts.phase, len(fixed), prev_name)
     return fixed, prev_name.rpartition("/")[0]
+
+
+def _given_group(opts: TuneOptions, cfg: StudyConfig, base: str) -> str | None:
+    """The study group of the --best-params file(s): the phase joins it."""
+    files = opts.best_params
+    if files is None or isinstance(files, dict) or opts.study_name:
+        return None
+    return best_params_group([files] if isinstance(files, (str, Path)) else list(files), cfg, base)
+
+
+def _alternative_group(cfg: StudyConfig, opts: TuneOptions, storage: Any, base: str) -> str | None:
+    """A phase that searches everything (``full``) joins the newest group of this phased search,
+    unless that group already ran it; the first phase always starts a new group."""
+    assert opts.phase is not None
+    if opts.study_name or list(cfg.phases).index(opts.phase) == 0:
+        return None
+    found = [find_latest_study(storage, base, p) for p in cfg.phases if p != opts.phase]
+    heads = [f.rpartition("/")[0] for f in found if f is not None]
+    return max(heads) if heads else None  # <base>-<YYYYmmdd-HHMMSS>: the newest sorts last
 
 
 def _result(study: optuna.Study, study_dir: Path, shown: str, objectives: list[str], family: str | None) -> TuneResult:
@@ -486,12 +534,23 @@ def tune(
     # the space, the data and the objectives are checked before a storage file is created, so bad
     # input leaves nothing behind (the checks after it need the studies stored there)
     cache = DataCache(data)
+    if opts.grid is None and opts.phase is None and cfg.sampler.name == "grid" and cfg.space is None and cfg.grids:
+        # `sampler: grid` with named grids and no space (seed 002): search the first grid, not the
+        # default space (whose continuous ranges the grid sampler cannot enumerate)
+        opts = replace(opts, grid=next(iter(cfg.grids)))
+        log.warning(
+            "%s: sampler grid without --grid: searching the first grid, '%s' (grids: %s; pass --grid NAME)",
+            opts.source,
+            opts.grid,
+            ", ".join(cfg.grids),
+        )
     first = build_space(cfg, phase=opts.phase, grid=opts.grid, source=opts.source)
     task = _task(first, cache)
     first.check_values(opts.source)
     objectives, directions = cfg.objective.resolved(task)
     check_objectives(objectives, task, opts.source)
-    given = load_best_params(opts.best_params, cfg) if opts.best_params is not None else None
+    pruner_cfg = _pruner_for(cfg, objectives, opts.source)
+    given = load_best_params(opts.best_params, cfg, opts.phase) if opts.best_params is not None else None
     queued, queued_from = _read_enqueue(opts.enqueue)
     if queued:  # a typo fails here; whether a key fits this phase needs the earlier phases' values (below)
         _check_enqueue(queued, queued_from, _known(first) | _known(build_space(cfg, source=opts.source)))
@@ -507,7 +566,11 @@ def tune(
         old = optuna.load_study(study_name=resumed_name, storage=storage)
         fixed, head = dict(old.user_attrs.get(STUDY.FIXED_PARAMS) or {}), None
     else:
-        fixed, head = (given, None) if given is not None else _phase_fixed(cfg, opts, storage, base, shown)
+        fixed, head = (
+            (given, _given_group(opts, cfg, base))
+            if given is not None
+            else _phase_fixed(cfg, opts, storage, base, shown)
+        )
     name = resumed_name or _study_name(cfg, opts, storage, base, shown, head)
     space = build_space(cfg, phase=opts.phase, grid=opts.grid, fixed=fixed, locked=opts.locked, source=opts.source)
     _check_enqueue(queued, queued_from, _known(space))  # before the study exists
@@ -530,7 +593,7 @@ def tune(
         name,
         directions=directions,
         sampler=sampler,
-        pruner=make_pruner(cfg.pruner),
+        pruner=make_pruner(pruner_cfg),
         resume=opts.resume,
         shown_storage=shown,
     )
@@ -555,6 +618,7 @@ def tune(
     }
     if opts.resume:
         _check_history(study, space)
+        _check_budget(study, space, cfg)
     _set_attrs(study, attrs, opts.resume)
     journal = None if is_rdb(url) else (cfg.heartbeat_interval, cfg.grace_period, cfg.max_retry)
     if journal is not None:
@@ -577,7 +641,7 @@ def tune(
             objectives=objectives,
             directions=directions,
             sampler=sampler_cfg.name,
-            pruner=cfg.pruner.name,
+            pruner=pruner_cfg.name,
             phase=opts.phase,
             fixed=dict(space.fixed),
             grid=opts.grid,
@@ -627,7 +691,7 @@ def tune(
                     objectives=objectives,
                     study_dir=study_dir,
                     sampler=sampler_cfg,
-                    pruner=cfg.pruner,
+                    pruner=pruner_cfg,
                     seed=cfg.seed,
                     prune=prune,
                     plugins=tuple(opts.plugins),
@@ -763,4 +827,20 @@ def auto_tune_all(
             name = found
         fam_cfg = cfg.model_copy(update={"families": [label]})
         results.append(tune(fam_cfg, replace(opts, study_name=name), data=data, callbacks=callbacks, reporter=reporter))
+    write_comparison(results)
     return results
+
+
+def comparison_file(results: Sequence[TuneResult]) -> Path:
+    """Where :func:`auto_tune_all` writes its family comparison: the study group's folder."""
+    return results[0].study_dir.parent / "comparison.csv"
+
+
+def write_comparison(results: Sequence[TuneResult]) -> Path | None:
+    """The family comparison (one row per family, best first) as ``<group>/comparison.csv``."""
+    if not results:
+        return None
+    from tunelab.results.study import _csv
+    from tunelab.tune.report import comparison_rows
+
+    return write_text(comparison_file(results), _csv(comparison_rows(results)))

@@ -431,6 +431,15 @@ def build_space(
                 f"{source}: unknown grid '{grid}'{closest(grid, list(cfg.grids))}; grids defined: {', '.join(cfg.grids) or 'none (add a grids: section)'}"
             )
         grid_values = {k: list(v) for k, v in cfg.grids[grid].items() if k not in locked}
+        dropped = [k for k in cfg.grids[grid] if k in locked]
+        if dropped:  # the command line wins, and says so (seed 002: --epochs over train.max_epochs)
+            log.warning(
+                "grid '%s': %s set on the command line, so not searched: %d combinations instead of %d",
+                grid,
+                ", ".join(f"{k} (grid values {cfg.grids[grid][k]})" for k in dropped),
+                grid_size(grid_values),
+                grid_size(cfg.grids[grid]),
+            )
         params = {k: ParamSpec(type="categorical", choices=v) for k, v in grid_values.items()}
     elif phase is not None:
         if phase not in cfg.phases:
