@@ -10,6 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from tunelab.analysis.impact import SINGLE_NOTE
 from tunelab.analysis.result import AnalysisResult
 
 __all__ = ["renderables"]
@@ -93,7 +94,7 @@ def _importance(r: AnalysisResult) -> Table:
     return t
 
 
-def _impact(r: AnalysisResult) -> Table:
+def _impact(r: AnalysisResult) -> RenderableType:
     t = Table(
         title=f"impact on {r.table.objective_label()} (full tables in report.html / analysis/impact.csv)",
         title_justify="left",
@@ -112,8 +113,10 @@ def _impact(r: AnalysisResult) -> Table:
             _f(best_mean.iloc[0] if len(best_mean) else math.nan),
             _f(worst),
             rho,
-            str(len(i.table)),
+            f"{len(i.table)} ({i.single} n=1)" if i.single else str(len(i.table)),
         )
+    if any(i.single for i in r.impact):
+        return Group(t, Text(SINGLE_NOTE, style="dim"))
     return t
 
 

@@ -112,14 +112,16 @@ def build_plots(
     specs["importance"] = (need(bool(importance.values), importance.message or "importance not available"),
                            {"plotly": lambda: _importance_plotly(importance), "matplotlib": lambda: _importance_mpl(importance)})  # fmt: skip
     few = ranked[:MAX_PARAMS]
+    sampled = [p for p in few if p not in table.named]  # Optuna's own plots know sampled parameters only
     # the objective goes last (and colours the lines), the parameter names are tilted so they do not overlap
     specs["parallel"] = (no_done or need(bool(few), "no parameter varied"),
                          {"plotly": lambda: _parallel_plotly(table, few, target_name),
                           "matplotlib": lambda: _parallel_mpl(table, few, target_name)})  # fmt: skip
-    specs["contour"] = (need(n_done >= 2 and len(ranked) >= 2, "needs 2 completed trials and 2 varying parameters"),
-                        _both("plot_contour", study, params=ranked[:2], target=target, target_name=target_name))  # fmt: skip
-    specs["slice"] = (no_done or need(bool(few), "no parameter varied"),
-                      _both("plot_slice", study, params=few, target=target, target_name=target_name))  # fmt: skip
+    two = [p for p in ranked if p not in table.named][:2]
+    specs["contour"] = (need(n_done >= 2 and len(two) >= 2, "needs 2 completed trials and 2 varying parameters"),
+                        _both("plot_contour", study, params=two, target=target, target_name=target_name))  # fmt: skip
+    specs["slice"] = (no_done or need(bool(sampled), "no parameter varied"),
+                      _both("plot_slice", study, params=sampled, target=target, target_name=target_name))  # fmt: skip
     has_curves = bool((table.df["n_intermediate"] > 0).any()) if len(table.df) else False
     specs["learning_curves"] = (
         need(has_curves, "no trial reported per-epoch values"),

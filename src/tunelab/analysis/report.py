@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from tunelab.analysis.impact import SINGLE_NOTE
 from tunelab.analysis.plots import Plot
 from tunelab.analysis.result import AnalysisResult
 
@@ -117,9 +118,12 @@ def _impact(r: AnalysisResult) -> str:
     blocks = [
         f"<p class='muted'>objective: {_e(label)}; numeric parameters by value or quantile bin, with Spearman's rank correlation.</p>"
     ]
+    if any(i.single for i in r.impact):
+        blocks.append(f"<p class='note'>{_e(SINGLE_NOTE)}.</p>")
     for i in r.impact:
         corr = "" if i.spearman is None else f" · Spearman ρ = {i.spearman:+.3f} (p = {i.p_value:.3g})"
         best = f" · best: {_e(i.best)}" if i.best else ""
+        best += f" · {i.single} group(s) of one trial" if i.single else ""
         blocks.append(
             f"<details open><summary><b>{_e(i.param)}</b> ({i.kind}, {i.n} trials){_e(corr)}{best}</summary>{_table(i.table, '')}</details>"
         )
