@@ -647,6 +647,13 @@ def compare_cmd(
     from tunelab.experiments import compare_sources
 
     comp, entries, hint = compare_sources(sources, reference=reference, metrics=metric)
+    from tunelab.experiments.compare import dataset_note
+
+    mixed = dataset_note(entries)
+    if mixed:
+        from rich.markup import escape
+
+        err_console.print(f"[yellow]warning:[/] {escape(mixed)}", highlight=False)
     if out is not None:
         from tunelab.results.io import write_json, write_text
 
