@@ -238,7 +238,12 @@ def _fmt(value: float) -> str:
 
 
 class ConsoleTable:
-    """A live per-epoch table: one row per epoch as it finishes (works in a pipe too)."""
+    """A live per-epoch table: one row per epoch as it finishes (works in a pipe too).
+
+    ``lr`` is the learning rate of the model's body (``train.lr`` as scheduled); ``lr_head`` is
+    shown beside it only when the head trains at another rate.  Columns that do not fit the
+    console's width are dropped (the least telling first), so a row never wraps into fragments.
+    """
 
     columns = (
         "epoch",
@@ -248,10 +253,12 @@ class ConsoleTable:
         "val_f1",
         "val_mse",
         "val_snr_db",
-        "lr/head",
+        "lr",
+        "lr_head",
         "grad_norm",
         "seconds",
     )
+    drop_first = ("grad_norm", "lr_head", "seconds", "val_snr_db")  # when the console is too narrow
 
     def __init__(self) -> None:
         self.shown: tuple[str, ...] = ()
@@ -259,13 +266,36 @@ class ConsoleTable:
     def on_fit_start(self, ctx: object) -> None:
         self.shown = ()
 
+    @staticmethod
+    def _lrs(metrics: dict[str, object]) -> dict[str, object]:
+        groups = {k.removeprefix("lr/"): v for k, v in metrics.items() if k.startswith("lr/")}
+        if not groups:
+            return {}
+        body = groups.get("body", next(iter(groups.values())))
+        out = {"lr": body}
+        if "head" in groups and groups["head"] != body:
+            out["lr_head"] = groups["head"]
+        return out
+
+    @staticmethod
+    def _width(col: str) -> int:
+        return max(len(col), 9)  # "1.234e-05" is 9 characters
+
     def on_epoch_end(self, ctx: object, report: object) -> None:
         metrics = {"epoch": report.epoch, **report.metrics}  # type: ignore[attr-defined]
+        metrics |= self._lrs(metrics)
         if not self.shown:
-            self.shown = tuple(c for c in self.columns if c in metrics)
-            console.print("  ".join(f"{c:>10}" for c in self.shown), style="bold", highlight=False, soft_wrap=True)
+            shown = [c for c in self.columns if c in metrics]
+            for col in self.drop_first:
+                if sum(self._width(c) + 2 for c in shown) + 2 <= console.width:
+                    break
+                if col in shown:
+                    shown.remove(col)
+            self.shown = tuple(shown)
+            console.print("  ".join(f"{c:>{self._width(c)}}" for c in self.shown), style="bold", highlight=False, soft_wrap=True)  # fmt: skip
         mark = " *" if report.improved else ""  # type: ignore[attr-defined]
-        console.print("  ".join(f"{_fmt(metrics[c]):>10}" for c in self.shown) + mark, highlight=False, soft_wrap=True)
+        cells = (f"{_fmt(metrics[c]) if c in metrics else '-':>{self._width(c)}}" for c in self.shown)
+        console.print("  ".join(cells) + mark, highlight=False, soft_wrap=True)
 
     def on_fit_end(self, ctx: object, result: object) -> None:
         return None
@@ -702,6 +732,13 @@ def compare_cmd(
     from tunelab.experiments import compare_sources
 
     comp, entries, hint = compare_sources(sources, reference=reference, metrics=metric)
+    from tunelab.experiments.compare import dataset_note
+
+    mixed = dataset_note(entries)
+    if mixed:
+        from rich.markup import escape
+
+        err_console.print(f"[yellow]warning:[/] {escape(mixed)}", highlight=False)
     if out is not None:
         from tunelab.results.io import write_json, write_text
 

@@ -36,6 +36,21 @@ def test_analyze_cli_prints_tables_and_writes_report(single: tuple[optuna.Study,
     assert (sdir / "report.html").is_file() and not (sdir / "plots").exists()
 
 
+def test_analyze_tables_stay_readable_at_80_columns(single: tuple[optuna.Study, Path]) -> None:
+    _, sdir = single
+    res = CliRunner().invoke(app, ["analyze", str(sdir), "--no-plots"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert "…" not in res.output  # no cut names or numbers ("tria…", "0.68…", "model.h…")
+    # a name=value pair is never split across lines; parameters by their short names where unique
+    for pair in ("hidden_dim=96", "name=gru", "dropout=0.2", "lr=0.005"):
+        assert any(pair in line for line in lines), pair
+    for name in ("model.hidden_dim", "train.dropout", "train.lr", "model.name"):  # full names in the impact table
+        assert any(line.lstrip().startswith(name) for line in lines), name
+    assert any("7 (5/0/1)" in line and "#7" in line for line in lines)  # families: one line per family
+
+
 def test_analyze_cli_with_storage_and_study(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     study = new_study(db, "by-url", ["maximize"], ["val_f1"])

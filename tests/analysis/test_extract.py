@@ -218,3 +218,44 @@ def test_to_dict_is_strict_json(single: tuple[optuna.Study, Path]) -> None:
     assert d["summary"]["counts"]["PRUNED"] == 2
     assert {i["param"] for i in d["impact"]} == set(DISTS)
     assert all(g["std"] is None or not math.isnan(g["std"]) for i in d["impact"] for g in i["groups"])
+
+
+def test_an_experiment_set_is_analysed_by_experiment_name(tmp_path: Path) -> None:
+    # tunelab.experiments enqueues one trial per experiment x seed with no sampled parameter
+    study = new_study(tmp_path / "x.db", "set", ["maximize"], ["val_acc"])
+    for name, values in {"gru_small": [0.7, 0.72], "gru_big": [0.8, 0.84], "tcn": [0.9]}.items():
+        for seed, v in enumerate(values):
+            study.add_trial(create_trial(value=v, user_attrs={"experiment": name, "seed": seed}))
+    r = extract(study)
+    assert r.table.params == ["experiment"] and r.table.named == ["experiment"]
+    assert r.top["experiment"].iloc[0] == "tcn"  # the top trials say which experiment they ran
+    (imp,) = r.impact
+    assert imp.param == "experiment" and list(imp.table["group"]) == ["tcn", "gru_big", "gru_small"]
+    # tcn's one trial is the highest, but one draw is noise: best is the best group with 2+ trials
+    assert imp.best == "gru_big" and imp.single == 1
+    assert "experiment impact table" in (r.importance.message or "")
+    assert not any("no parameter varied" in m for m in r.messages)
+    from tunelab.analysis import analyze
+
+    done = analyze(study=study, out_dir=tmp_path / "out")
+    assert done.plots["parallel"] == "rendered" and "tcn" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_single_trial_groups_are_marked_in_report_and_console(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from tunelab.analysis import analyze
+    from tunelab.analysis.console import renderables
+    from tunelab.analysis.impact import SINGLE_NOTE
+
+    study = new_study(tmp_path / "s.db", "s", ["maximize"], ["val_f1"])
+    for row in COMPLETE[:3]:  # model.name: gru twice, lstm once
+        add_complete(study, row)
+    r = analyze(study=study, out_dir=tmp_path / "out", plots=False)
+    name = next(i for i in r.impact if i.param == "model.name")
+    assert name.single == 1 and name.best == "gru"
+    assert SINGLE_NOTE in (tmp_path / "out" / "report.html").read_text()
+    console = Console(width=200, record=True)
+    for item in renderables(r):
+        console.print(item)
+    assert SINGLE_NOTE in console.export_text()

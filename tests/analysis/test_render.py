@@ -93,8 +93,13 @@ def test_report_is_self_contained_with_every_section(analyzed: tuple[AnalysisRes
         assert f"<section id='{sid}'><h2>{heading}</h2>" in html
     assert not _external_refs(html)
     assert "<link" not in html.lower()
-    assert html.count("plotly.js v") <= 2 and html.count("Plotly.newPlot") >= 7  # plotly.js once, every figure inline
+    # plotly.js is not inlined: the report loads the plot pages' one copy, so a study carries it once
+    assert "plotly.js v" not in html and html.count("Plotly.newPlot") >= 7
+    assert "<script src='plots/plotly.min.js'" in html and (sdir / "plots" / "plotly.min.js").is_file()
+    assert (sdir / "report.html").stat().st_size < 1_000_000
     assert "sqlite:///" in html and "single" in html
+    assert ".plot{margin:1rem 0;max-width:100%;overflow-x:auto}" in html  # wide plots scroll, not overflow
+    assert '"responsive": true' in html
     assert "Trials over the threshold (3)" in html and "Pruned at epoch" in html
 
 
@@ -127,3 +132,32 @@ def test_other_importance_evaluators(single: tuple[optuna.Study, Path], evaluato
     r = analyze(study=study, importance=evaluator, plots=False)
     assert r.out_dir is None and r.files == []  # no directory known: nothing written
     assert sum(r.importance.values["val_f1"].values()) == pytest.approx(1.0)
+
+
+def test_plots_name_their_axes_and_keep_the_objective_off_the_first_axis(single: tuple[optuna.Study, Path]) -> None:
+    study, sdir = single
+    r = extract(study)
+    plots = {p.key: p for p in build_plots(study, r.table, r.importance, study_dir=sdir)}
+    par = plots["parallel"]
+    ax = par.figure.axes[0]
+    names = [t.get_text() for t in ax.get_xticklabels()]
+    assert names == [p for p in r.importance.ranked() if p not in r.importance.skipped][: len(names)]
+    assert "val_f1" not in names and {"train.lr", "model.name"} <= set(names)
+    assert all(t.get_rotation() == 30 for t in ax.get_xticklabels())  # tilted: long names do not overlap
+    assert par.figure.axes[1].get_ylabel() == "val_f1"  # the objective names the colour bar
+    trace = next(t for t in par.plotly.data if t.type == "parcoords")
+    assert trace.dimensions[-1].label == "val_f1" and trace.dimensions[0].label != "val_f1" and trace.labelangle == -25
+    curves = plots["learning_curves"]
+    assert (curves.figure.axes[0].get_xlabel(), curves.figure.axes[0].get_ylabel()) == (
+        "epoch",
+        "val_f1 (reported per epoch)",
+    )
+    layout = curves.plotly.layout
+    assert (layout.xaxis.title.text, layout.yaxis.title.text) == ("epoch", "val_f1 (reported per epoch)")
+
+
+def test_report_of_an_open_study_names_its_storage(single: tuple[optuna.Study, Path], tmp_path: Path) -> None:
+    study, _ = single  # as `tunelab tune` passes it: no storage URL given
+    analyze(study=study, out_dir=tmp_path, plots=False)
+    html = (tmp_path / "report.html").read_text()
+    assert "<dt>storage</dt><dd>sqlite:///" in html

@@ -112,3 +112,20 @@ def test_cli_writes_the_table(dirs, tmp_path) -> None:
     js = CliRunner().invoke(app, ["compare", str(run), str(run), "--json"])
     data = json.loads(js.output)
     assert [e["name"] for e in data["entries"]] == ["original", "original'"]
+
+
+def test_compare_warns_in_one_line_when_the_runs_used_different_datasets(dirs, tmp_path) -> None:
+    from tunelab.experiments.compare import dataset_note
+
+    run, study = dirs
+    _, same, _ = compare_sources([str(run), str(study)])
+    assert dataset_note(same) is None  # one dataset: nothing to say
+    other = tmp_path / "other"
+    fit(load_config(None, ["data.name=synthetic_gestures", "data.options={n: 40, classes: 3, min_len: 6, max_len: 12}", *FAST]), run_dir=other)  # fmt: skip
+    _, mixed, _ = compare_sources([str(run), str(other)])
+    note = dataset_note(mixed)
+    assert note is not None and "different datasets" in note and "n=40" in note and "n=60" in note
+    result = CliRunner().invoke(app, ["compare", str(run), str(other)])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if "different datasets" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning:")

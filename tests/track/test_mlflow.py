@@ -101,6 +101,25 @@ def test_a_single_train_run_is_one_run_without_parent(client: MlflowClient) -> N
     assert {"config.json", "summary.json", "best_model.pt"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+def test_experiments_open_on_the_runs_table_not_the_genai_page(client: MlflowClient, tmp_path: Path) -> None:
+    # MLflow 3's UI shows an untagged experiment as a GenAI one (an empty "Traces" page)
+    for name in (STUDY, "tunelab"):
+        exp = client.get_experiment_by_name(name)
+        assert exp is not None and exp.tags.get("mlflow.experimentKind") == "custom_model_development"
+    # an experiment made before (untagged) is tagged when tunelab reports to it again
+    from tunelab.track import TrackingConfig
+    from tunelab.track.mlflow import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path.resolve()}/old.db"
+    old = MlflowClient(tracking_uri=uri)
+    old.create_experiment("older")
+    tracker = MlflowTracker(TrackingConfig(save_dir=tmp_path, mlflow=uri))
+    tracker.start_study("older", {}, {})
+    tracker.end_study(None, [])
+    exp = old.get_experiment_by_name("older")
+    assert exp is not None and exp.tags.get("mlflow.experimentKind") == "custom_model_development"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

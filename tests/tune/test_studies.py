@@ -64,6 +64,7 @@ def test_artifacts_exist_and_parse(tmp_path: Path, splits: Any) -> None:
     study = _study(result)
     assert study.user_attrs[STUDY.OBJECTIVES] == ["val_f1"] and study.user_attrs[STUDY.DIRECTIONS] == ["maximize"]
     assert Path(study.user_attrs[STUDY.SAVE_DIR]) == d.resolve()
+    assert study.metric_names == ["val_f1"]  # optuna-dashboard names the objective, not "Objective 0"
 
 
 def test_resume_continues_numbering_and_keeps_finished_trials(
@@ -122,6 +123,7 @@ def test_two_objectives_write_the_pareto_front(tmp_path: Path, splits: Any, samp
     front = json.loads((result.study_dir / "pareto_front.json").read_text())
     assert {p["number"] for p in front} == {p["number"] for p in result.pareto}
     assert set(front[0]["values"]) == {"val_f1", "n_params"}
+    assert _study(result).metric_names == ["val_f1", "n_params"]
     header = (result.study_dir / "trials.csv").read_text().splitlines()[0]
     assert "value_val_f1" in header and "value_n_params" in header
     trial = _study(result).trials[0]

@@ -52,12 +52,14 @@ def analyze(
         The :class:`AnalysisResult`; ``result.messages`` says plainly what could not be analysed
         (no trials, one completed trial, only pruned trials) instead of raising.
     """
-    from tunelab.analysis.source import load_study, mask_url, resolve_study, study_info
+    from tunelab.analysis.source import load_study, mask_url, resolve_study, storage_url, study_info
 
     shown_storage = mask_url(storage) if storage else ""
     if study is None:
         ref = resolve_study(study_dir, storage=storage, study_name=study_name)
         study, shown_storage = load_study(ref), ref.masked_storage
+    elif not shown_storage:  # tune passes its open study: say where it lives all the same
+        shown_storage = storage_url(study)
     info = study_info(study)
     base = (
         Path(study_dir)
@@ -84,12 +86,14 @@ def analyze(
         _close(figures)
         return result
 
-    from tunelab.results.analysis_io import write_analysis_tables, write_plots, write_report
+    from tunelab.results.analysis_io import PLOTLY_JS, write_analysis_tables, write_plots, write_report
 
     if report:
         from tunelab.analysis.report import render_report
 
-        result.files.append(write_report(target / "report.html", render_report(result, figures)))
+        # the report loads the plot pages' one copy of plotly.js (plots/plotly.min.js), not a second one
+        html = render_report(result, figures, plotly_js=f"plots/{PLOTLY_JS}")
+        result.files.append(write_report(target / "report.html", html))
     result.files += write_plots(figures, target / "plots")
     result.files += write_analysis_tables(result, target)
     return result

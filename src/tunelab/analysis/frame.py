@@ -42,6 +42,12 @@ class TrialTable:
     params: list[str]
     kinds: dict[str, str]  # param -> "categorical" | "numeric"
     log_scale: dict[str, bool] = field(default_factory=dict)
+    named: list[str] = field(default_factory=list)  # params read from user attrs (an experiment set's names)
+
+    @property
+    def sampled(self) -> list[str]:
+        """The parameters Optuna sampled (what its importance and plots know about)."""
+        return [p for p in self.params if p not in self.named]
 
     @property
     def value_cols(self) -> list[str]:
@@ -71,6 +77,9 @@ class TrialTable:
         return self.info.objectives[self.value_cols.index(col)]
 
 
+EXPERIMENT = "experiment"  # the trial user attr naming an experiment set's experiment (tunelab.experiments)
+
+
 def trial_table(study: optuna.Study, info: StudyInfo | None = None) -> TrialTable:
     """Read every trial of ``study`` (any state) into a :class:`TrialTable`."""
     info = info or study_info(study)
@@ -82,6 +91,11 @@ def trial_table(study: optuna.Study, info: StudyInfo | None = None) -> TrialTabl
             if name not in kinds:
                 kinds[name], log_scale[name] = _kind(dist)
     params = sorted(kinds)
+    named: list[str] = []
+    if EXPERIMENT not in kinds and any(EXPERIMENT in t.user_attrs for t in trials):
+        # an experiment set's trials sample nothing: what varies is the experiment they ran
+        kinds[EXPERIMENT], log_scale[EXPERIMENT], named = CATEGORICAL, False, [EXPERIMENT]
+        params = [EXPERIMENT, *params]
     rows = [_row(t, len(info.directions), params, kinds) for t in trials]
     columns = ["number", "state"] + (
         ["value"] if len(info.directions) == 1 else [f"value_{i}" for i in range(len(info.directions))]
@@ -90,7 +104,7 @@ def trial_table(study: optuna.Study, info: StudyInfo | None = None) -> TrialTabl
     df = pd.DataFrame(rows, columns=columns)
     if len(df):
         df = df.sort_values("number", kind="stable").reset_index(drop=True)
-    return TrialTable(df=df, info=info, params=params, kinds=kinds, log_scale=log_scale)
+    return TrialTable(df=df, info=info, params=params, kinds=kinds, log_scale=log_scale, named=named)
 
 
 _ATTR_COLS = (
@@ -121,7 +135,9 @@ def _row(t: FrozenTrial, n_obj: int, params: list[str], kinds: dict[str, str]) -
     else:
         row.update({f"value_{i}": _num(v) for i, v in enumerate(values)})
     for p in params:
-        v = t.params.get(p, math.nan)  # NaN: a conditional parameter this trial did not sample
+        v = t.params.get(
+            p, t.user_attrs.get(p, math.nan) if p == EXPERIMENT else math.nan
+        )  # NaN: a conditional parameter this trial did not sample
         row[p] = "None" if v is None and kinds[p] == CATEGORICAL else v
     finished = t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     epochs = a.get(TRIAL.EPOCHS, last_step if finished else None)

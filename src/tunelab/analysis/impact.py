@@ -16,8 +16,11 @@ from scipy import stats
 
 from tunelab.analysis.frame import CATEGORICAL, TrialTable
 
-__all__ = ["MAX_VALUES", "ParamImpact", "correlation_ratio", "group_stats", "impact", "spearman"]
+__all__ = ["MAX_VALUES", "SINGLE_NOTE", "ParamImpact", "correlation_ratio", "group_stats", "impact", "spearman"]
 
+SINGLE_NOTE = (
+    "groups with count 1 hold one trial: their mean is noise, not evidence (best is chosen among groups of 2+)"
+)
 MAX_VALUES = 8  # up to this many distinct, repeated numeric values: one row per value instead of quantile bins
 
 
@@ -31,7 +34,8 @@ class ParamImpact:
     table: pd.DataFrame  # columns: group, mean, std, count, min, max (best group first for categoricals)
     spearman: float | None = None  # numeric only: rank correlation with the objective
     p_value: float | None = None
-    best: str | None = None  # the group with the best mean objective
+    best: str | None = None  # the group with the best mean objective (over groups of 2+ trials where there are any)
+    single: int = 0  # groups of one trial: their mean is one draw, noise rather than evidence
 
 
 def impact(table: TrialTable, bins: int = 4, objective: str | None = None) -> list[ParamImpact]:
@@ -66,11 +70,22 @@ def impact(table: TrialTable, bins: int = 4, objective: str | None = None) -> li
                 groups["group"] = [lab.text for lab in groups["key"]]
             rho, pval = spearman(xf.to_numpy(), y.to_numpy())
         ok = groups.dropna(subset=["mean"])
+        if (ok["count"] >= 2).any():  # a lucky single trial is no evidence for its value
+            ok = ok[ok["count"] >= 2]
         best = None
         if len(ok):
             best = str(ok.loc[ok["mean"].idxmax() if table.maximize else ok["mean"].idxmin(), "group"])
         out.append(
-            ParamImpact(p, kind, len(sub), groups[["group", "mean", "std", "count", "min", "max"]], rho, pval, best)
+            ParamImpact(
+                p,
+                kind,
+                len(sub),
+                groups[["group", "mean", "std", "count", "min", "max"]],
+                rho,
+                pval,
+                best,
+                single=int((groups["count"] == 1).sum()),
+            )  # fmt: skip
         )
     return out
 

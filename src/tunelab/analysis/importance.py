@@ -81,11 +81,18 @@ def param_importance(study: optuna.Study, table: TrialTable, evaluator: str = "f
     ]
     shared = intersection_search_space(trials)
     for p in table.params:
-        if p not in shared:
+        if p in table.named:
+            result.skipped[p] = "named, not sampled: compare the groups in the impact table"
+        elif p not in shared:
             result.skipped[p] = "not sampled in every completed trial (conditional or changed range)"
         elif done[p].nunique(dropna=True) < 2:
             result.skipped[p] = f"took one value only ({done[p].iloc[0]!r})"
     params = [p for p in table.params if p not in result.skipped]
+    if not params and table.named:
+        result.message = (
+            f"an experiment set samples no parameter: the {', '.join(table.named)} impact table compares them."
+        )
+        return result
     if not params:
         result.message = "no parameter varied across the completed trials: importance is undefined."
         return result

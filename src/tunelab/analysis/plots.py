@@ -112,16 +112,22 @@ def build_plots(
     specs["importance"] = (need(bool(importance.values), importance.message or "importance not available"),
                            {"plotly": lambda: _importance_plotly(importance), "matplotlib": lambda: _importance_mpl(importance)})  # fmt: skip
     few = ranked[:MAX_PARAMS]
+    sampled = [p for p in few if p not in table.named]  # Optuna's own plots know sampled parameters only
+    # the objective goes last (and colours the lines), the parameter names are tilted so they do not overlap
     specs["parallel"] = (no_done or need(bool(few), "no parameter varied"),
-                         _both("plot_parallel_coordinate", study, params=few, target=target, target_name=target_name))  # fmt: skip
-    specs["contour"] = (need(n_done >= 2 and len(ranked) >= 2, "needs 2 completed trials and 2 varying parameters"),
-                        _both("plot_contour", study, params=ranked[:2], target=target, target_name=target_name))  # fmt: skip
-    specs["slice"] = (no_done or need(bool(few), "no parameter varied"),
-                      _both("plot_slice", study, params=few, target=target, target_name=target_name))  # fmt: skip
+                         {"plotly": lambda: _parallel_plotly(table, few, target_name),
+                          "matplotlib": lambda: _parallel_mpl(table, few, target_name)})  # fmt: skip
+    two = [p for p in ranked if p not in table.named][:2]
+    specs["contour"] = (need(n_done >= 2 and len(two) >= 2, "needs 2 completed trials and 2 varying parameters"),
+                        _both("plot_contour", study, params=two, target=target, target_name=target_name))  # fmt: skip
+    specs["slice"] = (no_done or need(bool(sampled), "no parameter varied"),
+                      _both("plot_slice", study, params=sampled, target=target, target_name=target_name))  # fmt: skip
     has_curves = bool((table.df["n_intermediate"] > 0).any()) if len(table.df) else False
     specs["learning_curves"] = (
         need(has_curves, "no trial reported per-epoch values"),
-        _both("plot_intermediate_values", study),
+        _labelled(
+            _both("plot_intermediate_values", study), "epoch", f"{table.info.objectives[0]} (reported per epoch)"
+        ),
     )
     curves = _loss_curves(table, study_dir, top_n_curves)
     specs["loss_curves"] = (need(bool(curves), "no metrics.jsonl found for the top trials"),
@@ -172,6 +178,100 @@ def _both(fn: str, study: optuna.Study, **kw: Any) -> dict[str, Callable[[], Any
         return first.figure  # no tight_layout: it pushes optuna's colorbars onto the plots
 
     return {"plotly": plotly, "matplotlib": mpl}
+
+
+def _labelled(makers: dict[str, Callable[[], Any]], xlabel: str, ylabel: str) -> dict[str, Callable[[], Any]]:
+    """Optuna's figure with real axis titles instead of its generic "Step" / "Intermediate Value"."""
+
+    def plotly() -> Any:
+        fig = makers["plotly"]()
+        fig.update_layout(xaxis_title=xlabel, yaxis_title=ylabel)
+        return fig
+
+    def mpl() -> Any:
+        fig = makers["matplotlib"]()
+        fig.axes[0].set(xlabel=xlabel, ylabel=ylabel)
+        return fig
+
+    return {"plotly": plotly, "matplotlib": mpl}
+
+
+def _parallel_plotly(table: TrialTable, params: list[str], target_name: str) -> Any:
+    """Parallel coordinates (plotly): the parameters, most important first, then the objective as the
+    last axis; it also colours the lines.  Categorical axes show their choices, log axes log10."""
+    import numpy as np
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    done = table.complete
+    dims = []
+    for p in params:
+        raw = done[p]
+        num = pd.to_numeric(raw, errors="coerce")
+        if table.kinds.get(p) == "numeric" and num.notna().any():
+            if table.log_scale.get(p):
+                dims.append({"label": f"{p} (log10)", "values": np.log10(num.where(num > 0))})
+            else:
+                dims.append({"label": p, "values": num})
+        else:
+            cats = sorted({str(x) for x in raw.dropna()})
+            codes = raw.map(lambda x, c=cats: c.index(str(x)) if pd.notna(x) else np.nan)
+            dims.append({"label": p, "values": codes, "tickvals": list(range(len(cats))), "ticktext": cats})
+    values = done[table.primary].astype(float)
+    dims.append({"label": target_name, "values": values})
+    line = {"color": values, "colorscale": "Viridis", "reversescale": not table.maximize, "showscale": True,
+            "colorbar": {"title": {"text": target_name}}}  # fmt: skip
+    fig = go.Figure(go.Parcoords(line=line, dimensions=dims, labelangle=-25))
+    fig.update_layout(title=TITLES["parallel"], margin={"t": 140})
+    return fig
+
+
+def _parallel_mpl(table: TrialTable, params: list[str], target_name: str) -> Any:
+    """Parallel coordinates: one axis per parameter (most important first), values scaled to [0, 1]
+    per axis (log axes on a log scale), lines coloured by the objective, which is named on the
+    colour bar rather than squeezed in as an axis."""
+    import numpy as np
+    import pandas as pd
+
+    plt = pyplot()
+    done = table.complete
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(params) + 2), 4.8))
+    cols, ticks = [], []
+    for p in params:
+        raw = done[p]
+        num = pd.to_numeric(raw, errors="coerce")
+        if table.kinds.get(p) == "numeric" and num.notna().any():
+            v = np.log10(num.where(num > 0)) if table.log_scale.get(p) else num
+            lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+            lab = (f"{float(np.nanmin(num)):.3g}", f"{float(np.nanmax(num)):.3g}")
+        else:
+            cats = sorted({str(x) for x in raw.dropna()})
+            v = raw.map(lambda x, c=cats: c.index(str(x)) if pd.notna(x) else np.nan).astype(float)
+            lo, hi = 0.0, float(max(len(cats) - 1, 1))
+            lab = (cats[0], cats[-1]) if cats else ("", "")
+        cols.append(((v - lo) / (hi - lo)).to_numpy(dtype=float) if hi > lo else np.full(len(v), 0.5))
+        ticks.append(lab)
+    y = np.vstack(cols).T if cols else np.zeros((0, 0))
+    values = done[table.primary].astype(float).to_numpy()
+    cmap = plt.get_cmap("viridis" if table.maximize else "viridis_r")
+    norm = plt.Normalize(float(values.min()), float(values.max())) if len(values) else plt.Normalize(0, 1)
+    order = np.argsort(values if table.maximize else -values)  # best trials drawn last, on top
+    x = np.arange(len(params))
+    for i in order:
+        ax.plot(x, y[i], color=cmap(norm(values[i])), alpha=0.7, lw=1.2)
+    for k, (lo_lab, hi_lab) in enumerate(ticks):
+        ax.axvline(k, color="#999", lw=0.8)
+        ax.annotate(hi_lab, (k, 1.0), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7)
+        ax.annotate(lo_lab, (k, 0.0), xytext=(0, -10), textcoords="offset points", ha="center", fontsize=7)
+    ax.set_xticks(x, params, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks([])
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlim(-0.3, len(params) - 0.7)
+    ax.set_title(TITLES["parallel"], pad=14)  # above the axes' top values
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
+    bar.set_label(target_name)
+    fig.tight_layout()
+    return fig
 
 
 def _render(key: str, backend: str, make: Callable[[], Any]) -> Any:

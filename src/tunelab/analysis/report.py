@@ -1,6 +1,8 @@
-"""report.html: one self-contained page (inline CSS, plotly.js inlined once, PNGs as base64).
+"""report.html: one page (inline CSS, PNGs as base64) whose plotly.js is either inlined once or,
+in a study directory, the one copy in ``plots/plotly.min.js`` that the plot pages share.
 
-Opening it needs no network: no ``<script src=...>`` or ``<link href=...>`` points anywhere.
+Opening it needs no network: no ``<script src=...>`` or ``<link href=...>`` points off the machine,
+and a copied study directory keeps working.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from tunelab.analysis.impact import SINGLE_NOTE
 from tunelab.analysis.plots import Plot
 from tunelab.analysis.result import AnalysisResult
 
@@ -40,12 +43,17 @@ table.t{border-collapse:collapse;font-size:.85rem;margin:.5rem 0;display:block;o
 table.t th,table.t td{border:1px solid #ddd;padding:.2rem .5rem;text-align:right;white-space:nowrap}
 table.t th{background:#f3f3f3}table.t td:first-child{text-align:left}
 dl.kv{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dl.kv dt{font-weight:600}dl.kv dd{margin:0}
-.muted{color:#777}.plot{margin:1rem 0}details{margin:.4rem 0}img{max-width:100%}
+.muted{color:#777}.plot{margin:1rem 0;max-width:100%;overflow-x:auto}details{margin:.4rem 0}img{max-width:100%}
+.plot .plotly-graph-div{max-width:100%}
 """
 
 
-def render_report(result: AnalysisResult, plots: list[Plot] | None = None) -> str:
-    """The whole report as one HTML string."""
+def render_report(result: AnalysisResult, plots: list[Plot] | None = None, *, plotly_js: str | None = None) -> str:
+    """The whole report as one HTML string.
+
+    ``plotly_js``: a path relative to the report (``plots/plotly.min.js``) to load plotly.js from
+    instead of inlining its 4.8 MB, so a study directory carries one copy; None inlines it once.
+    """
     s = result.summary
     body = [f"<h1>tunelab study report: {_e(s.name)}</h1>",
             f"<p class='muted'>phase {_e(s.phase)} · generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>",
@@ -60,7 +68,7 @@ def render_report(result: AnalysisResult, plots: list[Plot] | None = None) -> st
         "training": _training(result),
         "families": _table(result.families, "no trials yet."),
         "pareto": _pareto(result),
-        "plots": _plots(plots),
+        "plots": _plots(plots, plotly_js),
     }
     for sid, heading in SECTIONS:
         body.append(f"<section id='{sid}'><h2>{_e(heading)}</h2>{parts[sid]}</section>")
@@ -110,9 +118,12 @@ def _impact(r: AnalysisResult) -> str:
     blocks = [
         f"<p class='muted'>objective: {_e(label)}; numeric parameters by value or quantile bin, with Spearman's rank correlation.</p>"
     ]
+    if any(i.single for i in r.impact):
+        blocks.append(f"<p class='note'>{_e(SINGLE_NOTE)}.</p>")
     for i in r.impact:
         corr = "" if i.spearman is None else f" · Spearman ρ = {i.spearman:+.3f} (p = {i.p_value:.3g})"
         best = f" · best: {_e(i.best)}" if i.best else ""
+        best += f" · {i.single} group(s) of one trial" if i.single else ""
         blocks.append(
             f"<details open><summary><b>{_e(i.param)}</b> ({i.kind}, {i.n} trials){_e(corr)}{best}</summary>{_table(i.table, '')}</details>"
         )
@@ -149,16 +160,21 @@ def _pareto(r: AnalysisResult) -> str:
     return _table(r.pareto, "no completed trials yet.")
 
 
-def _plots(plots: list[Plot] | None) -> str:
+def _plots(plots: list[Plot] | None, plotly_js: str | None = None) -> str:
     if not plots:
         return _para("plots were not rendered (--no-plots).")
-    out, js_done = [], False
+    out: list[str] = []
+    js_done = plotly_js is not None
+    if plotly_js is not None and any(p.plotly is not None and not p.skipped for p in plots):
+        out.append(f"<script src='{_e(plotly_js)}' charset='utf-8'></script>")
     for p in plots:
         if p.skipped:
             out.append(f"<p class='muted'>{_e(p.title)}: skipped ({_e(p.skipped)}).</p>")
         elif p.plotly is not None:
-            # plotly.js goes inline once, with the first figure; the others reuse it
-            div = p.plotly.to_html(full_html=False, include_plotlyjs=not js_done, default_width="100%")
+            # plotly.js goes inline once (unless loaded from plotly_js), with the first figure; the others reuse it
+            div = p.plotly.to_html(
+                full_html=False, include_plotlyjs=not js_done, default_width="100%", config={"responsive": True}
+            )
             js_done = True
             out.append(f"<div class='plot'><h3>{_e(p.title)}</h3>{div}</div>")
         elif p.figure is not None:

@@ -17,7 +17,7 @@ import optuna
 from tunelab.errors import UserError
 from tunelab.results.attrs import STUDY
 
-__all__ = ["StudyInfo", "StudyRef", "load_study", "mask_url", "resolve_study", "study_info"]
+__all__ = ["StudyInfo", "StudyRef", "load_study", "mask_url", "resolve_study", "storage_url", "study_info"]
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,19 @@ def load_study(ref: StudyRef) -> optuna.Study:
         known = ", ".join(sorted(names)[:10]) or "none"
         raise UserError(f"--study {ref.study_name}: no such study in {ref.masked_storage} (studies there: {known})")
     return optuna.load_study(study_name=ref.study_name, storage=storage)
+
+
+def storage_url(study: optuna.Study) -> str:
+    """The (masked) URL of an open study's storage, or the storage's kind where it has no URL."""
+    storage: Any = study._storage
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps RDB storages in a cache
+    url = getattr(backend, "url", None)
+    if isinstance(url, str) and url:
+        return mask_url(url)
+    path = getattr(getattr(backend, "_backend", None), "_file_path", None)  # JournalStorage(JournalFileBackend)
+    if isinstance(path, str) and path:
+        return f"journal://{path}"
+    return type(backend).__name__
 
 
 def study_info(study: optuna.Study) -> StudyInfo:

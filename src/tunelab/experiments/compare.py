@@ -11,7 +11,7 @@ from tunelab.errors import UserError
 from tunelab.experiments.comparison import Comparison, Entry, Sample, compare_entries
 from tunelab.experiments.sources import load_source
 
-__all__ = ["compare_sources", "reference_entry"]
+__all__ = ["compare_sources", "dataset_note", "reference_entry"]
 
 REFERENCE_NAME = "MiniRocket (reference)"
 
@@ -64,3 +64,30 @@ def compare_sources(
             if ref is not None:
                 entries.append(ref)
     return compare_entries(entries, metrics=metrics), entries, hint
+
+
+def dataset_of(config: dict[str, Any] | None) -> str | None:
+    """A run's data, as a user would name it: the file (or built-in name) plus what subsets it."""
+    data = (config or {}).get("data")
+    if not isinstance(data, dict):
+        return None
+    name = str(data.get("path") or data.get("name") or "?")
+    extra = [f"classes={data['classes']}"] if data.get("classes") else []
+    extra += [f"{k}={v}" for k, v in sorted((data.get("options") or {}).items())]
+    return f"{name} ({', '.join(extra)})" if extra else name
+
+
+def dataset_note(entries: Sequence[Entry]) -> str | None:
+    """One line when the compared runs used different datasets (their metrics do not compare), else None."""
+    seen: dict[str, list[str]] = {}
+    for e in entries:
+        if e.reference:
+            continue
+        for sample in e.samples:
+            ds = dataset_of(sample.config)
+            if ds is not None:
+                seen.setdefault(ds, []).append(e.name)
+    if len(seen) < 2:
+        return None
+    used = "; ".join(f"{ds}: {', '.join(names)}" for ds, names in seen.items())
+    return f"the runs used different datasets ({used}); their metrics are not comparable"

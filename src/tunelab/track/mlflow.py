@@ -26,6 +26,10 @@ __all__ = ["MlflowRun", "MlflowTracker"]
 log = logging.getLogger(__name__)
 
 _PARENT = "mlflow.parentRunId"  # MLflow's tag for nesting runs
+# MLflow 3 opens an untagged experiment on its GenAI (traces) page; this tag makes it open on the
+# runs table, as an experiment of trained models (the value is MLflow's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT).
+_KIND = "mlflow.experimentKind"
+_MODEL_TRAINING = "custom_model_development"
 _MAX_VALUE = 6000  # MLflow's limit on a parameter value's length
 _BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 
@@ -114,15 +118,20 @@ class MlflowTracker:
 
     def _experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            return str(exp.experiment_id)
-        try:
-            return str(self.client.create_experiment(name, artifact_location=self.artifact_location))
-        except Exception:  # another worker created it first
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            return str(exp.experiment_id)
+        if exp is None:
+            try:
+                return str(
+                    self.client.create_experiment(
+                        name, artifact_location=self.artifact_location, tags={_KIND: _MODEL_TRAINING}
+                    )
+                )
+            except Exception:  # another worker created it first
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+        if _KIND not in exp.tags:  # made before tunelab tagged its experiments, or by someone else
+            self.client.set_experiment_tag(exp.experiment_id, _KIND, _MODEL_TRAINING)
+        return str(exp.experiment_id)
 
     def start_study(self, name: str, config: Mapping[str, Any], tags: Mapping[str, Any]) -> None:
         self.experiment_id = self._experiment(name)

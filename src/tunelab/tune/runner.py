@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
@@ -620,6 +621,10 @@ def tune(
         _check_history(study, space)
         _check_budget(study, space, cfg)
     _set_attrs(study, attrs, opts.resume)
+    if study.metric_names != objectives:  # optuna-dashboard then says "val_f1", not "Objective 0"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(objectives)
     journal = None if is_rdb(url) else (cfg.heartbeat_interval, cfg.grace_period, cfg.max_retry)
     if journal is not None:
         from tunelab.tune.heartbeat import reap_stale
