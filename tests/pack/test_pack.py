@@ -55,6 +55,19 @@ def test_a_pack_of_four_equals_four_solo_runs() -> None:
     assert [r.history[0].member for r in packed] == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("family", ["resnet", "inception_time"])
+def test_a_batchnorm_pack_trains_like_its_members_alone(family: str) -> None:
+    """Per-member BatchNorm statistics and running estimates: a trained pack equals the solo runs."""
+    shape = [f"model.{k}={v}" for k, v in FAMILIES[family].items()]
+    base = [f"model.name={family}", *shape, "train.batch_size=16", "train.max_epochs=2"]
+    cfgs = [load_config(None, base + v) for v in VALUES[:2]]
+    packed = fit_pack(cfgs, _splits())
+    for cfg, member in zip(cfgs, packed, strict=True):
+        solo = fit(cfg, data=_splits())
+        assert _close(_losses(solo), _losses(member)), (cfg.train, _losses(solo), _losses(member))
+        assert member.metrics["test_acc"] == pytest.approx(solo.metrics["test_acc"])
+
+
 class _PruneAt(BaseCallback):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch

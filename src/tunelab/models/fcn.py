@@ -4,7 +4,8 @@ Wang Z., Yan W., Oates T., "Time series classification from scratch with deep ne
 a strong baseline", IJCNN 2017.  Settings of the paper and of the reference implementation
 (hfawaz/dl-4-tsc, ``classifiers/fcn.py``; Ismail Fawaz et al. 2019): three conv blocks of
 128/256/128 filters with kernels 8/5/3 ('same' padding), each conv → BatchNorm → ReLU, global
-average pooling and a softmax layer.  No dropout in the paper (our default 0).
+average pooling and a softmax layer.  No dropout in the paper (our default 0).  Convs followed by BatchNorm have no
+bias here (the mean subtraction makes it redundant).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ class ConvNorm(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, kernel: int, *, act: bool = True) -> None:
         super().__init__()
-        self.conv = MaskedConv1d(c_in, c_out, kernel)
+        # no bias: BatchNorm subtracts the mean, so a bias gets only rounding noise as its
+        # gradient, which Adam would turn into full-size steps
+        self.conv = MaskedConv1d(c_in, c_out, kernel, bias=False)
         self.norm = MaskedBatchNorm1d(c_out)
         self.act = nn.ReLU() if act else nn.Identity()
 

@@ -42,7 +42,7 @@ class ResNetBlock(nn.Module):
         super().__init__()
         widths = [c_in, c_out, c_out, c_out]
         self.convs = nn.ModuleList(ConvNorm(widths[i], widths[i + 1], k, act=i < 2) for i, k in enumerate(kernels))
-        self.short_conv = MaskedConv1d(c_in, c_out, 1) if c_in != c_out else None
+        self.short_conv = MaskedConv1d(c_in, c_out, 1, bias=False) if c_in != c_out else None
         self.short_norm = MaskedBatchNorm1d(c_out)
         self.act = nn.ReLU()
 
