@@ -25,6 +25,9 @@ FAMILIES = {
     "conv_gru": ["model.hidden_dim=8", "model.conv_channels=8"],
     "tcn": ["model.channels=8", "model.num_blocks=2"],
     "transformer": ["model.d_model=8", "model.num_heads=2", "model.ff_dim=16"],
+    "fcn": ["model.width=8"],
+    "resnet": ["model.base_filters=4", "model.res_blocks=2"],
+    "inception_time": ["model.nb_filters=4", "model.num_modules=3", "model.longest_kernel=8"],
 }
 
 

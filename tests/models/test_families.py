@@ -115,3 +115,38 @@ def test_forward_rnn_over_padding_equals_each_sequence_alone(name: str, pooling:
     for i, n in enumerate(lengths.tolist()):
         alone = model(x[i : i + 1, :n], lengths[i : i + 1])
         torch.testing.assert_close(batched[i : i + 1], alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"name": "fcn", "width": 4},
+        {"name": "resnet", "base_filters": 4, "res_blocks": 2},
+        {"name": "inception_time", "nb_filters": 2, "num_modules": 3, "bottleneck": 2, "longest_kernel": 8},
+    ],
+    ids=lambda o: o["name"],
+)
+def test_batchnorm_families_ignore_padding_in_training_too(overrides: dict[str, object]) -> None:
+    """Training-mode BatchNorm statistics count valid steps only: appended noise padding changes
+    neither the outputs nor the running statistics."""
+    torch.manual_seed(0)
+    model = build_model(validate_config({"model": overrides}).model, CLS).train()
+    twin = build_model(validate_config({"model": overrides}).model, CLS).train()
+    twin.load_state_dict(model.state_dict())
+    x, lengths = torch.randn(5, 10, 3), torch.tensor([10, 7, 3, 1, 9])
+    x = x * (torch.arange(10)[None, :, None] < lengths[:, None, None])
+    padded = torch.cat([x, torch.randn(5, 6, 3)], dim=1)  # noise beyond every sequence's end
+    with torch.no_grad():
+        out, out_padded = model(x, lengths), twin(padded, lengths)
+    torch.testing.assert_close(out, out_padded, rtol=1e-5, atol=1e-5)
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_inception_time_paper_defaults() -> None:
+    """Depth 6, residual every 3 (two shortcuts), kernels 40/20/10, 4x32 channels into the head."""
+    model = build_model(validate_config({"model": {"name": "inception_time"}}).model, CLS)
+    assert len(model.modules_) == 6 and len(model.shortcuts) == 2
+    assert [c.conv.kernel_size[0] for c in model.modules_[1].convs] == [40, 20, 10]
+    assert model.head.in_features == 128
+    assert model.modules_[0].bottleneck is not None  # 3 input channels > 1

@@ -55,6 +55,19 @@ def test_a_pack_of_four_equals_four_solo_runs() -> None:
     assert [r.history[0].member for r in packed] == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("family", ["resnet", "inception_time"])
+def test_a_batchnorm_pack_trains_like_its_members_alone(family: str) -> None:
+    """Per-member BatchNorm statistics and running estimates: a trained pack equals the solo runs."""
+    shape = [f"model.{k}={v}" for k, v in FAMILIES[family].items()]
+    base = [f"model.name={family}", *shape, "train.batch_size=16", "train.max_epochs=2"]
+    cfgs = [load_config(None, base + v) for v in VALUES[:2]]
+    packed = fit_pack(cfgs, _splits())
+    for cfg, member in zip(cfgs, packed, strict=True):
+        solo = fit(cfg, data=_splits())
+        assert _close(_losses(solo), _losses(member)), (cfg.train, _losses(solo), _losses(member))
+        assert member.metrics["test_acc"] == pytest.approx(solo.metrics["test_acc"])
+
+
 class _PruneAt(BaseCallback):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
@@ -113,6 +126,9 @@ FAMILIES = {
     "tcn": {"channels": 6, "num_blocks": 2},
     "transformer": {"d_model": 8, "num_heads": 2, "ff_dim": 8},
     "unet1d": {"depth": 2, "base_channels": 4},
+    "fcn": {"width": 4},
+    "resnet": {"base_filters": 4, "res_blocks": 2},
+    "inception_time": {"nb_filters": 2, "num_modules": 3, "bottleneck": 2, "longest_kernel": 8},
 }
 
 
@@ -138,6 +154,27 @@ def test_every_family_packs(family: str) -> None:
     out = packed.train()(data.x, data.lengths)
     out.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in packed.parameters())
+
+
+@pytest.mark.parametrize("family", ["fcn", "resnet", "inception_time"])
+def test_batchnorm_statistics_are_per_member_in_training(family: str) -> None:
+    """In training mode each member normalises by its own batch statistics over valid steps
+    and keeps its own running estimates: the pack's outputs and buffers equal the solo models'."""
+    data = tiny_classification(10, 0, t=12)
+    cfg = validate_config({"model": {"name": family, **FAMILIES[family]}})
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(build_model(cfg.model, data.meta).train())
+    packed = pack_models(models).train()
+    with torch.no_grad():
+        solo = torch.stack([m(data.x, data.lengths) for m in models])
+        out = packed(data.x, data.lengths)
+    torch.testing.assert_close(out, solo, rtol=1e-4, atol=1e-4)
+    for k, m in enumerate(models):
+        state = packed.member_state_dict(k)
+        for name, v in m.state_dict().items():
+            torch.testing.assert_close(state[name], v, rtol=1e-5, atol=1e-6)
 
 
 def test_a_layer_that_cannot_stack_is_refused_clearly() -> None:

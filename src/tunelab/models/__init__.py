@@ -9,7 +9,10 @@ from tunelab.data.base import DataMeta
 from tunelab.models import (  # noqa: F401  (each module registers its families)
     bilstm_enhanced,
     conv_gru,
+    fcn,
     gru,  # gru, lstm
+    inception,
+    resnet,
     tcn,
     transformer,
     unet1d,

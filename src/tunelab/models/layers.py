@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "MaskedBatchNorm1d",
     "MaskedConv1d",
+    "masked_max_pool",
     "MaskedMultiheadAttention",
     "attention_heads",
     "SinusoidalPosition",
@@ -37,16 +39,75 @@ class MaskedConv1d(nn.Module):
     unpadded sequence; the output itself is not re-masked (callers do that once per layer).
     """
 
-    def __init__(self, c_in: int, c_out: int, kernel_size: int, *, dilation: int = 1, causal: bool = False) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel_size: int, *, dilation: int = 1, causal: bool = False, bias: bool = True
+    ) -> None:
         super().__init__()
         total = (kernel_size - 1) * dilation
         # causal: every output sees only the past; otherwise centred, the extra step (even k) on the right
         self.pad = (total, 0) if causal else (total // 2, total - total // 2)
-        self.conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation)
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation, bias=bias)
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
         z = zero_padding(h, mask).transpose(1, 2)
         return self.conv(F.pad(z, self.pad)).transpose(1, 2)
+
+
+class MaskedBatchNorm1d(nn.Module):
+    """BatchNorm over channels of ``[B, T, C]`` whose batch statistics count valid steps only.
+
+    Standard BatchNorm would average the zeros of padded steps into its mean and variance, so a
+    batch's statistics (and the running ones) would depend on how much padding it carries.  Here
+    training mode normalises with the mean/variance over valid ``(b, t)`` positions and updates the
+    running estimates (unbiased variance) with ``momentum``; evaluation uses the running ones, a
+    per-step affine map, so padding can never leak.  Statistics are computed in float32.
+    """
+
+    running_mean: Tensor
+    running_var: Tensor
+
+    def __init__(self, channels: int, *, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
+        if self.training:
+            mean, var = masked_moments(h.reshape(1, -1, h.shape[-1]), mask.reshape(1, -1))
+            mean, var = mean[0], var[0]
+            with torch.no_grad():
+                n = mask.sum().clamp_min(2).to(var.dtype)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach() * n / (n - 1), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        return (h.float() * scale + (self.bias - mean * scale)).to(h.dtype)
+
+
+def masked_moments(h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and (biased) variance over the valid rows of ``h [G, N, C]`` per group, in float32:
+    ``mask [G, N]`` marks the valid rows; returns two ``[G, C]`` tensors."""
+    m = mask.unsqueeze(-1).to(torch.float32)
+    hf = h.float()
+    n = m.sum(1).clamp_min(1.0)
+    mean = (hf * m).sum(1) / n
+    var = (((hf - mean.unsqueeze(1)) * m) ** 2).sum(1) / n
+    return mean, var
+
+
+def masked_max_pool(h: Tensor, mask: Tensor, kernel_size: int = 3) -> Tensor:
+    """Max over a centred window of ``kernel_size`` (odd) steps of ``h [B, T, D]``, valid steps only.
+
+    Padded steps count as -inf, like the implicit padding beyond the end, so a valid output never
+    depends on how much padding follows; padded outputs are zero.
+    """
+    z = h.masked_fill(~mask.unsqueeze(-1), float("-inf")).transpose(1, 2)
+    out = F.max_pool1d(z, kernel_size, stride=1, padding=kernel_size // 2).transpose(1, 2)
+    return out.masked_fill(~mask.unsqueeze(-1), 0.0)
 
 
 def downsample_lengths(lengths: Tensor, factor: int) -> Tensor:

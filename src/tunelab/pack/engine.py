@@ -265,6 +265,8 @@ class PackEngine:
         params = self.optimizer.params
         saved = [p.detach().clone() for p in params] + [v.clone() for s in self.optimizer.state for v in s.values()]
         saved_sums = [t_.clone() for t_ in (self.loss_sum, self.norm_sum, self.clipped, self.optimizer.steps)]
+        # warm-up and capture run the step; BatchNorm's running statistics must not count those runs
+        saved_sums += [b.clone() for b in self.model.buffers()]
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         try:
@@ -298,7 +300,8 @@ class PackEngine:
         tensors = [p.data for p in self.optimizer.params] + [v for s in self.optimizer.state for v in s.values()]
         for dst, src in zip(tensors, saved, strict=True):
             dst.copy_(src)
-        for dst, src in zip((self.loss_sum, self.norm_sum, self.clipped, self.optimizer.steps), sums, strict=True):
+        state = (self.loss_sum, self.norm_sum, self.clipped, self.optimizer.steps, *self.model.buffers())
+        for dst, src in zip(state, sums, strict=True):
             dst.copy_(src)
 
     # ------------------------------------------------------------------ evaluation

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tunelab.models.layers import MaskedMultiheadAttention, attention_heads
+from tunelab.models.layers import MaskedBatchNorm1d, MaskedMultiheadAttention, attention_heads, masked_moments
 from tunelab.pack.recurrence import GRU_STEPS, LSTM_STEPS, StepFunctions, recurrence
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "PackedDropout",
     "PackedLayer",
     "PackedLayerNorm",
+    "PackedMaskedBatchNorm",
     "PackedLinear",
     "PackedRNN",
 ]
@@ -103,6 +104,38 @@ class PackedLayerNorm(PackedLayer):
         b = self._parameters.get("bias")
         out = torch.addcmul(b.unsqueeze(1), yk, w.unsqueeze(1)) if b is not None else yk * w.unsqueeze(1)
         return out.reshape(x.shape)
+
+
+class PackedMaskedBatchNorm(PackedLayer):
+    """:class:`MaskedBatchNorm1d` with per-member statistics: each member normalises its own rows
+    of the folded batch by their valid steps and keeps its own running mean and variance."""
+
+    running_mean: Tensor
+    running_var: Tensor
+
+    def __init__(self, mods: Sequence[MaskedBatchNorm1d]) -> None:
+        super().__init__()
+        self.momentum, self.eps = mods[0].momentum, mods[0].eps
+        self._stack_params(mods)
+        for name in ("running_mean", "running_var"):
+            self.register_buffer(name, torch.stack([getattr(m, name).detach() for m in mods]).clone())
+
+    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
+        c = h.shape[-1]
+        hk = self._members(h, c)  # [K, B * T, C]
+        if self.training:
+            mk = mask.reshape(self.k, -1)
+            mean, var = masked_moments(hk, mk)
+            with torch.no_grad():
+                n = mk.sum(1, keepdim=True).clamp_min(2).to(var.dtype)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach() * n / (n - 1), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = self._param("weight") * torch.rsqrt(var + self.eps)  # [K, C]
+        shift = self._param("bias") - mean * scale
+        out = hk.float() * scale.unsqueeze(1) + shift.unsqueeze(1)
+        return out.to(h.dtype).reshape(h.shape)
 
 
 def _rates(values: Sequence[float]) -> Tensor:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from tunelab.models.base import length_mask
 from tunelab.models.conv_gru import ConvGRU
 from tunelab.models.gru import RNNClassifier
-from tunelab.models.layers import MaskedMultiheadAttention, zero_padding
+from tunelab.models.layers import MaskedBatchNorm1d, MaskedMultiheadAttention, zero_padding
 from tunelab.pack.layers import (
     PackedAttention,
     PackedConv1d,
@@ -32,6 +32,7 @@ from tunelab.pack.layers import (
     PackedLayer,
     PackedLayerNorm,
     PackedLinear,
+    PackedMaskedBatchNorm,
     PackedRNN,
 )
 
@@ -49,6 +50,7 @@ _LEAVES: dict[type[nn.Module], type[PackedLayer]] = {
     nn.ConvTranspose1d: PackedConvTranspose1d,
     nn.GRU: PackedRNN,
     nn.LSTM: PackedRNN,
+    MaskedBatchNorm1d: PackedMaskedBatchNorm,
 }
 
 # Modules without parameters that behave per sample, so they run as they are on a folded batch.

@@ -58,6 +58,13 @@ FAMILY_SPACES: dict[str, dict[str, dict[str, Any]]] = {
         "model.base_channels": {"choices": [8, 16, 32]},
         "model.kernel_size": {"choices": [3, 5, 7]},
     },
+    # the TSC conv families: a few widths/depths around the papers' settings, so packs form
+    "fcn": {"model.width": {"choices": [64, 128]}},
+    "resnet": {"model.base_filters": {"choices": [32, 64]}},
+    "inception_time": {
+        "model.nb_filters": {"choices": [16, 32]},
+        "model.num_modules": {"choices": [3, 6]},
+    },
 }
 # Families sharing fields with another family reuse its ranges (one distribution per name).
 FAMILY_SPACES["lstm"] = FAMILY_SPACES["gru"]
