@@ -308,6 +308,12 @@ def train(
     run_dir = _writable(save_dir) / (name or _run_name(cfg.model.name))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir}: run directory already exists; pick another --name or --save-dir")
+    from tunelab.budget import data_size, resolve_defaults
+    from tunelab.data import prepare
+
+    splits = prepare(cfg.data, cfg.seed)
+    cfg, picked = resolve_defaults(cfg, data_size(splits))
+    console.print(picked, highlight=False, soft_wrap=True)
     callbacks: list[object] = [] if quiet else [ConsoleTable()]
     console.print(
         f"training [bold]{cfg.model.name}[/] on [bold]{cfg.data.path or cfg.data.name}[/] → {run_dir}",
@@ -327,7 +333,7 @@ def train(
         tensorboard=tensorboard,
     )
     with run_tracking(tracking, run_dir.name) as trackers:  # trackers first: they see every epoch
-        result = fit(cfg, callbacks=[*trackers, *callbacks], run_dir=run_dir)  # type: ignore[list-item]
+        result = fit(cfg, data=splits, callbacks=[*trackers, *callbacks], run_dir=run_dir)  # type: ignore[list-item]
     m = result.metrics
     shown = {k: v for k, v in m.items() if k.startswith("test_") or k in ("val_loss", "val_acc", "val_f1")}
     console.print(

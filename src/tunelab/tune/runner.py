@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tunelab.budget import data_size, resolve_defaults
 from tunelab.errors import UserError
 from tunelab.registry import closest
 from tunelab.results.attrs import STUDY, TRIAL
@@ -220,7 +221,9 @@ def _task(space: SearchSpace, cache: DataCache) -> str:
         cfg = space.to_config({FAMILY_PARAM: space.families[0]} if space.searches_family and space.families else {})
     except InvalidSample as exc:
         raise UserError(f"the base config with the fixed values is invalid: {exc}") from None
-    return str(cache.get(cfg).meta.task)
+    data = cache.get(cfg)
+    log.info("%s", resolve_defaults(cfg, data_size(data))[1])  # what a trial fills in that the study leaves unset
+    return str(data.meta.task)
 
 
 def check_objectives(objectives: list[str], task: str, source: str) -> None:
