@@ -113,6 +113,7 @@ class TuneStart:
     n_enqueued: int
     workers: int
     resumed: bool
+    defaults: str = ""  # the data-aware defaults line (tunelab.budget)
 
 
 @dataclass
@@ -215,15 +216,16 @@ def trial_context(
     return ctx
 
 
-def _task(space: SearchSpace, cache: DataCache) -> str:
-    """The task of the data (decides the default objective)."""
+def _task(space: SearchSpace, cache: DataCache) -> tuple[str, str]:
+    """The task of the data (decides the default objective), and the data-aware defaults line."""
     try:
         cfg = space.to_config({FAMILY_PARAM: space.families[0]} if space.searches_family and space.families else {})
     except InvalidSample as exc:
         raise UserError(f"the base config with the fixed values is invalid: {exc}") from None
     data = cache.get(cfg)
-    log.info("%s", resolve_defaults(cfg, data_size(data))[1])  # what a trial fills in that the study leaves unset
-    return str(data.meta.task)
+    return str(data.meta.task), resolve_defaults(cfg, data_size(data))[
+        1
+    ]  # what trials fill in that the study leaves unset
 
 
 def check_objectives(objectives: list[str], task: str, source: str) -> None:
@@ -490,7 +492,7 @@ def tune(
     # input leaves nothing behind (the checks after it need the studies stored there)
     cache = DataCache(data)
     first = build_space(cfg, phase=opts.phase, grid=opts.grid, source=opts.source)
-    task = _task(first, cache)
+    task, picked = _task(first, cache)
     first.check_values(opts.source)
     objectives, directions = cfg.objective.resolved(task)
     check_objectives(objectives, task, opts.source)
@@ -591,6 +593,7 @@ def tune(
             n_enqueued=n_enqueued,
             workers=opts.workers,
             resumed=opts.resume,
+            defaults=picked,
         )
     )
     guard = _FailureGuard(cfg.budget.max_failures_in_a_row)
