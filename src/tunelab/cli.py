@@ -365,6 +365,12 @@ def train(
     run_dir = _writable(save_dir) / (name or _run_name(cfg.model.name))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir}: run directory already exists; pick another --name or --save-dir")
+    from tunelab.budget import data_size, resolve_defaults
+    from tunelab.data import prepare
+
+    splits = prepare(cfg.data, cfg.seed)
+    cfg, picked = resolve_defaults(cfg, data_size(splits))
+    console.print(picked, highlight=False, soft_wrap=True)
     callbacks: list[object] = [] if quiet else [ConsoleTable()]
     console.print(
         f"training [bold]{cfg.model.name}[/] on [bold]{cfg.data.path or cfg.data.name}[/] → {run_dir}",
@@ -388,7 +394,7 @@ def train(
     existed = run_dir.exists()
     try:
         with run_tracking(tracking, run_dir.name) as trackers:  # trackers first: they see every epoch
-            result = fit(cfg, callbacks=[*trackers, *callbacks], run_dir=run_dir)  # type: ignore[list-item]
+            result = fit(cfg, data=splits, callbacks=[*trackers, *callbacks], run_dir=run_dir)  # type: ignore[list-item]
     except Diverged as exc:
         if not existed:  # nothing half-written: the run has no model to keep
             import shutil

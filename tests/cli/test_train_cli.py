@@ -117,3 +117,14 @@ def test_evaluate_refuses_a_foreign_checkpoint(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     done = tunelab("evaluate", str(tmp_path / "other.pt"), cwd=tmp_path)
     assert done.returncode == 2 and "not a tunelab checkpoint" in done.stderr
+
+
+def test_train_picks_step_based_defaults_from_the_data_and_says_so(tmp_path: Path) -> None:
+    args = ["data.name=synthetic_gestures", "data.options.n=60", "model.hidden_dim=8", "model.num_layers=1"]
+    done = tunelab("train", *args, "--epochs", "2", "--save-dir", str(tmp_path), "--name", "r", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "data-aware defaults" in done.stdout and "batch 8" in done.stdout
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
+    assert saved["batch_size"] == 8 and saved["max_epochs"] == 2  # --epochs was set: it wins
+    steps_per_epoch = -(-int(done.stdout.split("data-aware defaults (")[1].split()[0]) // 8)
+    assert saved["early_stopping"]["patience"] * steps_per_epoch >= 400

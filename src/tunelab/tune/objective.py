@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import optuna
 
+from tunelab.budget import data_size, resolve_defaults
 from tunelab.config import ExperimentConfig, save_config
 from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
@@ -240,6 +241,7 @@ class Objective:
         t0 = time.perf_counter()
         try:
             cfg, params = self.space.sample(trial)
+            cfg, _ = resolve_defaults(cfg, data_size(self.data.get(cfg)))  # unset batch/epochs/patience from the data
         except InvalidSample as exc:
             trial.set_user_attr(TRIAL.REASON, f"invalid config: {exc}")
             raise TrialFailed(f"invalid config: {exc}") from None

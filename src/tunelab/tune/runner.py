@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tunelab.budget import data_size, resolve_defaults
 from tunelab.errors import UserError
 from tunelab.registry import closest
 from tunelab.results.attrs import STUDY, TRIAL
@@ -115,6 +116,7 @@ class TuneStart:
     n_enqueued: int
     workers: int
     resumed: bool
+    defaults: str = ""  # the data-aware defaults line (tunelab.budget)
 
 
 @dataclass
@@ -217,13 +219,16 @@ def trial_context(
     return ctx
 
 
-def _task(space: SearchSpace, cache: DataCache) -> str:
-    """The task of the data (decides the default objective)."""
+def _task(space: SearchSpace, cache: DataCache) -> tuple[str, str]:
+    """The task of the data (decides the default objective), and the data-aware defaults line."""
     try:
         cfg = space.to_config({FAMILY_PARAM: space.families[0]} if space.searches_family and space.families else {})
     except InvalidSample as exc:
         raise UserError(f"the base config with the fixed values is invalid: {exc}") from None
-    return str(cache.get(cfg).meta.task)
+    data = cache.get(cfg)
+    return str(data.meta.task), resolve_defaults(cfg, data_size(data))[
+        1
+    ]  # what trials fill in that the study leaves unset
 
 
 def check_objectives(objectives: list[str], task: str, source: str) -> None:
@@ -546,7 +551,7 @@ def tune(
             ", ".join(cfg.grids),
         )
     first = build_space(cfg, phase=opts.phase, grid=opts.grid, source=opts.source)
-    task = _task(first, cache)
+    task, picked = _task(first, cache)
     first.check_values(opts.source)
     objectives, directions = cfg.objective.resolved(task)
     check_objectives(objectives, task, opts.source)
@@ -657,6 +662,7 @@ def tune(
             n_enqueued=n_enqueued,
             workers=opts.workers,
             resumed=opts.resume,
+            defaults=picked,
         )
     )
     guard = _FailureGuard(cfg.budget.max_failures_in_a_row)

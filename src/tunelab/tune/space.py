@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tunelab.config import ExperimentConfig, apply_overrides, save_config, validate_config
+from tunelab.config import ExperimentConfig, apply_overrides, validate_config
 from tunelab.errors import UserError
 from tunelab.registry import MODELS, closest
 from tunelab.tune.defaults import default_space
@@ -468,7 +468,9 @@ def build_space(
         fixed.pop(FAMILY_PARAM)
     if FAMILY_PARAM in locked:
         families = None
-    base = save_config(cfg.base)
+    base = cfg.base.model_dump(
+        mode="json", exclude_unset=True
+    )  # only what the study set: the rest is filled per data (tunelab.budget)
     labels = families or [str(fixed.get(FAMILY_PARAM) or cfg.base.model.name)]
     unused = [
         k
