@@ -20,6 +20,7 @@ MAX_ROWS = 10
 def renderables(result: AnalysisResult) -> list[RenderableType]:
     """Summary, top-k, importance, impact, overfitting, pruning, families (and Pareto front)."""
     out: list[RenderableType] = [_summary(result)]
+    out += [Text(line) for line in result.reference]
     out += [Text(m, style="yellow") for m in result.messages]
     if len(result.top):
         out.append(_top(result))
