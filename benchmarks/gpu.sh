@@ -10,6 +10,9 @@
 # (benchmarks/out/gpu when $OUT is unset); every step has its own time limit, so one slow step
 # cannot take the others' time.  QUICK=1 DEVICE=cpu runs the same steps, tiny, on a CPU: the
 # script's own smoke test.
+# Not yet a stage: the TSC accuracy benchmark (issue 16), once the image has aeon (for the datasets
+# and the MiniRocket reference) and the default study bounds its time:
+#   timeout 540 python benchmarks/tsc.py --budget 60 --device cuda --out "$OUT/tsc"
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

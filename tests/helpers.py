@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 import torch
 
 from tunelab.data.base import DataMeta, SequenceData
@@ -34,3 +35,13 @@ def tiny_classification(n: int, seed: int, t: int = 16, channels: int = 3, class
 def tiny_splits(n: int = 96, seed: int = 0, **kw: int) -> TinySplits:
     parts = [tiny_classification(n if i == 0 else n // 3, seed + i, **kw) for i in range(3)]
     return TinySplits(*parts, meta=parts[0].meta)
+
+
+@pytest.fixture(autouse=True)
+def no_study_reference(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Studies fit no MiniRocket reference (aeon's numba kernels take seconds to load) except in
+    tests marked ``reference``; a conftest imports this fixture to switch it on for its folder."""
+    if request.node.get_closest_marker("reference") is None:
+        from tunelab.baselines import reference
+
+        monkeypatch.setattr(reference, "ENABLED", False)

@@ -445,14 +445,42 @@ def evaluate(
     load_plugins(plugin)
     import json
 
+    from tunelab.ensemble import evaluate_ensemble, is_ensemble
     from tunelab.train.checkpoint import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(run, device or "auto", data_path)
+    if is_ensemble(run):
+        metrics = evaluate_ensemble(run, device or "auto")
+    else:
+        metrics = evaluate_checkpoint(run, device or "auto", data_path)
     if as_json:
         console.print_json(json.dumps(metrics))
         return
     for k, v in metrics.items():
         console.print(f"{k:>18}  {_fmt(v)}", highlight=False)
+
+
+@app.command("ensemble")
+def ensemble_cmd(
+    study_dir: Annotated[Path, typer.Argument(help="a runs/<study> folder written by `tunelab tune`")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="how many of the best trials to average")] = 5,
+    with_reference: Annotated[
+        bool, typer.Option("--with-reference", help="add MiniRocket as one more member (refitted; tunelab[baselines])")
+    ] = False,
+    device: DeviceOpt = None,
+    plugin: PluginOpt = None,
+) -> None:
+    """Average the calibrated probabilities of the study's K best trials; score on test; save STUDY_DIR/ensemble/."""
+    load_plugins(plugin)
+    from tunelab.ensemble import build_ensemble, describe
+
+    result = build_ensemble(study_dir, top_k, with_reference=with_reference, device=device or "auto")
+    for line in describe(result):
+        console.print(line, highlight=False)
+    console.print(
+        f"saved {result.path}  (re-evaluate: tunelab evaluate {result.path}; export: tunelab export {result.path})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 # --------------------------------------------------------------------------- datasets
@@ -883,6 +911,10 @@ def tune_cmd(
     no_report: Annotated[
         bool, typer.Option("--no-report", help="skip the analysis (plots, report.html) at the end")
     ] = False,
+    no_reference: Annotated[
+        bool,
+        typer.Option("--no-reference", help="skip the MiniRocket reference fitted on a classification study's split"),
+    ] = False,
     wandb: WandbOpt = False,
     wandb_project: WandbProjectOpt = None,
     wandb_entity: WandbEntityOpt = None,
@@ -953,6 +985,7 @@ def tune_cmd(
         report=not no_report,
         tracking=tracking,
         source=str(config or "command line"),
+        reference=not no_reference,
     )
     reporter = ConsoleReporter(console)
     if not auto_tune_all:

@@ -326,11 +326,16 @@ def export_run(
     rows join the random probes, so the export is also checked on real, variable-length data.
     ``<out>.json`` beside the file records the inputs, output, classes, normalisation and check.
     """
+    from tunelab.ensemble import ensemble_checkpoint, is_ensemble, load_ensemble_model
     from tunelab.results.io import load_checkpoint
     from tunelab.train.checkpoint import load_model
 
+    ensemble = is_ensemble(run)
     ckpt = Path(run)
-    if ckpt.is_dir():
+    home = ckpt.parent if ckpt.is_file() else ckpt  # where model.<format> goes by default
+    if ensemble:  # a `tunelab ensemble` folder: its first deep member's checkpoint names the data
+        ckpt = ensemble_checkpoint(run)
+    elif ckpt.is_dir():
         ckpt = ckpt / "best_model.pt"
     if not ckpt.is_file():
         raise UserError(
@@ -343,7 +348,16 @@ def export_run(
         cfg = validate_config(load_checkpoint(ckpt)[1], f"{ckpt} (saved config)")
         data = prepare(cfg.data, cfg.seed)
     meta = data.meta
-    model, cfg, _ = load_model(ckpt, meta)
+    notes: list[str] = []
+    model: nn.Module
+    if ensemble:
+        model, families, notes = load_ensemble_model(run, meta)
+        family = f"ensemble of {len(families)} ({', '.join(families)})"
+        for note in notes:
+            log.warning("%s", note)
+    else:
+        model, cfg, _ = load_model(ckpt, meta)
+        family = cfg.model.name
     mean, std = getattr(data, "mean", None), getattr(data, "std", None)
     t_mean, t_std = getattr(data, "target_mean", None), getattr(data, "target_std", None)
     baked = normalize and not (_is_identity(mean, std) and _is_identity(t_mean, t_std))
@@ -357,7 +371,7 @@ def export_run(
             t_std,
         )
     if out is None:
-        out = ckpt.parent / f"model{SUFFIX.get(fmt, '.' + fmt)}"
+        out = (home if ensemble else ckpt.parent) / f"model{SUFFIX.get(fmt, '.' + fmt)}"
     probes = None
     test = data.test
     if len(test) and not test.extras:
@@ -372,9 +386,7 @@ def export_run(
             probe_batch(meta.channels, 3, t + 5, seed=2),
             probe_batch(meta.channels, 1, max(2, t // 2), seed=3),
         ]
-    result = export_model(
-        model, meta.channels, out, fmt, family=cfg.model.name, seq2seq=meta.task == "seq2seq", probes=probes
-    )
+    result = export_model(model, meta.channels, out, fmt, family=family, seq2seq=meta.task == "seq2seq", probes=probes)
     sidecar = {
         **result.to_dict(),
         "source": str(ckpt),
@@ -382,6 +394,11 @@ def export_run(
         "classes": list(meta.class_names),
         "torch": torch.__version__,
         "normalization_inside": baked,
+        **(
+            {"ensemble": {"output": "log of the members' mean calibrated probabilities", "notes": notes}}
+            if ensemble
+            else {}
+        ),
         "note": (
             "inputs in the data's own units (normalisation is inside the graph)"
             if baked

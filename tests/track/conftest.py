@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from tests.helpers import tiny_splits
+from tests.helpers import no_study_reference, tiny_splits  # noqa: F401  (an autouse fixture)
 
 import tunelab  # noqa: F401  (fills the model registry)
 from tunelab.config import load_config, save_config

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import tunelab  # noqa: F401  (registers the models)
-from tests.helpers import tiny_splits
+from tests.helpers import no_study_reference, tiny_splits  # noqa: F401  (an autouse fixture)
 from tunelab.tune import StudyConfig, TuneOptions, study_from_mapping
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -35,6 +35,7 @@ def short_names(params: list[str]) -> dict[str, str]:
 def renderables(result: AnalysisResult) -> list[RenderableType]:
     """Summary, top-k, importance, impact, overfitting, pruning, families (and Pareto front)."""
     out: list[RenderableType] = [_summary(result)]
+    out += [Text(line) for line in result.reference]
     out += [Text(m, style="yellow") for m in result.messages]
     if len(result.top):
         out.append(_top(result))

@@ -39,6 +39,7 @@ class AnalysisResult:
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)  # everything written
     plots: dict[str, str] = field(default_factory=dict)  # plot key -> "written" or why it was skipped
+    reference: list[str] = field(default_factory=list)  # best trial (and ensemble) vs MiniRocket, in words
 
     @property
     def messages(self) -> list[str]:
@@ -60,6 +61,7 @@ class AnalysisResult:
             "families": self.families,
             "pareto_front": self.pareto,
             "plots": self.plots,
+            "reference": self.reference,
         })  # fmt: skip
 
 
@@ -90,7 +92,20 @@ def extract(
         training=training_stats(table),
         families=family_summary(table),
         pareto=pareto_front(study, table),
+        reference=_reference_lines(study),
     )
+
+
+def _reference_lines(study: optuna.Study) -> list[str]:
+    """The study's MiniRocket reference (a study attribute) beside its best trial and ensemble."""
+    from tunelab.baselines.reference import comparison_lines
+    from tunelab.results.attrs import STUDY, TRIAL
+    from tunelab.results.study import best_trial
+
+    attrs = study.user_attrs
+    best = best_trial(study)
+    metrics = best.user_attrs.get(TRIAL.METRICS) if best is not None else None
+    return comparison_lines(attrs.get(STUDY.REFERENCE), metrics, attrs.get(STUDY.ENSEMBLE))
 
 
 def jsonable(obj: Any) -> Any:

@@ -100,8 +100,14 @@ def to_panel(x: torch.Tensor, lengths: torch.Tensor, length: int) -> np.ndarray:
     return out
 
 
-def fit_minirocket(splits: Any, *, n_kernels: int = 10_000, seed: int = 0, n_jobs: int = 1) -> ReferenceResult:
+def fit_minirocket(
+    splits: Any, *, n_kernels: int = 10_000, seed: int = 0, n_jobs: int = 1, keep_decisions: bool = False
+) -> ReferenceResult:
     """Fit MiniRocket + ridge on ``splits.train``; report val/test metrics and fit time.
+
+    With ``keep_decisions`` (classification), ``extra["decisions"]`` holds the ridge decision
+    values on val and test as ``[N, n_classes]`` float tensors, usable as (uncalibrated) logits;
+    a two-class ridge's one decision value d becomes ``[-d/2, d/2]``.
 
     ``splits`` is a prepared ``Splits`` (``tunelab.data.prepare``).  Raises a UserError with the
     install hint when aeon is missing, and for seq2seq data (MiniRocket labels whole sequences).
@@ -135,6 +141,7 @@ def fit_minirocket(splits: Any, *, n_kernels: int = 10_000, seed: int = 0, n_job
     fit_seconds = time.perf_counter() - t0
 
     metrics: dict[str, float] = {}
+    decisions: dict[str, torch.Tensor] = {}
     for name in ("val", "test"):
         if name not in panels:
             continue
@@ -143,6 +150,8 @@ def fit_minirocket(splits: Any, *, n_kernels: int = 10_000, seed: int = 0, n_job
             f = scaler.transform(transform.transform(panels[name]))
         pred = torch.as_tensor(ridge.predict(f))
         y = parts[name].y.cpu()
+        if classify and keep_decisions:
+            decisions[name] = _decision_logits(ridge, f, meta.n_classes)
         if classify:
             # one-hot "logits": the metrics take the argmax, which is the ridge prediction
             onehot = torch.nn.functional.one_hot(pred.long(), meta.n_classes).float()
@@ -161,8 +170,19 @@ def fit_minirocket(splits: Any, *, n_kernels: int = 10_000, seed: int = 0, n_job
         fit_seconds=fit_seconds,
         seconds=time.perf_counter() - t0,
         padded_length=length,
-        extra={"alpha": float(ridge.alpha_), "n_kernels": n_kernels},
+        extra={"alpha": float(ridge.alpha_), "n_kernels": n_kernels, **({"decisions": decisions} if decisions else {})},
     )
+
+
+def _decision_logits(ridge: Any, features: Any, n_classes: int) -> torch.Tensor:
+    """The ridge's decision values as ``[N, n_classes]`` logits, columns in class-index order."""
+    d = torch.as_tensor(np.asarray(ridge.decision_function(features)), dtype=torch.float32)
+    classes = [int(c) for c in ridge.classes_]
+    if d.dim() == 1:  # two classes seen in training: d > 0 means classes_[1]
+        d = torch.stack([-d / 2, d / 2], 1)
+    out = torch.full((d.shape[0], n_classes), -1e4)  # a class never seen in training is never predicted
+    out[:, classes] = d
+    return out
 
 
 def reference_row(cfg: Any, *, data: Any | None = None, n_kernels: int = 10_000, n_jobs: int = 1) -> dict[str, Any]:

@@ -39,3 +39,5 @@ class STUDY:
     FIXED_PARAMS = "fixed_params"  # values earlier phases fixed (dict; part of best_params.json)
     GRID = "grid"  # the named grid searched (--grid), or None
     FAMILIES = "families"  # model family labels searched (list), or None
+    REFERENCE = "reference"  # MiniRocket fitted on the study's split: {name, val_/test_ acc and f1, seconds}, or absent
+    ENSEMBLE = "ensemble"  # the last `tunelab ensemble`: {members, test_acc, test_f1, ...}, or absent

@@ -239,6 +239,8 @@ class StudyWriter:
             "n_trials": len(trials),
             "states": counts,
             "best_trial": self._best_record(best, fixed),
+            "reference": attrs.get(STUDY.REFERENCE),
+            "ensemble": attrs.get(STUDY.ENSEMBLE),
             "pareto_front": [_trial_record(t, retried) for t in front] if multi else None,
             "trials": [_trial_record(t, retried) for t in trials],
         }

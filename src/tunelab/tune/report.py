@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tunelab.baselines.reference import comparison_lines
 from tunelab.results.attrs import TRIAL
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ def best_summary(result: Any) -> list[str]:
     if result.best_n_params is not None:
         model = (result.best_config or {}).get("model", {}).get("name", "?")
         lines.append(f"  Model: {model}, {result.best_n_params:,} parameters, {result.best_epochs} epochs")
+    lines += [f"  {line}" for line in comparison_lines(getattr(result, "reference", None), result.best_metrics)]
     return lines
 
 

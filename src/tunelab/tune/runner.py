@@ -91,6 +91,7 @@ class TuneOptions:
     report: bool = True  # run the analysis (report.html, plots) at the end
     tracking: Any = None  # tunelab.track.TrackingConfig
     source: str = "study"  # the study file, for messages
+    reference: bool = True  # fit MiniRocket once on a classification study's split (tunelab[baselines])
 
 
 @dataclass
@@ -139,6 +140,7 @@ class TuneResult:
     best_model: str | None = None
     pareto: list[dict[str, Any]] = field(default_factory=list)
     family: str | None = None
+    reference: dict[str, Any] | None = None  # MiniRocket on the same split (classification, aeon installed)
 
     @property
     def best_value(self) -> float | None:
@@ -474,6 +476,7 @@ def _result(study: optuna.Study, study_dir: Path, shown: str, objectives: list[s
         [d.name.lower() for d in study.directions],
         states,
         family=family,
+        reference=study.user_attrs.get(STUDY.REFERENCE),
     )
     if best is not None:
         fixed = study.user_attrs.get(STUDY.FIXED_PARAMS) or {}
@@ -488,6 +491,20 @@ def _result(study: optuna.Study, study_dir: Path, shown: str, objectives: list[s
     if len(objectives) > 1 and best is not None:
         result.pareto = [{"number": t.number, "values": list(t.values), "params": t.params} for t in study.best_trials]
     return result
+
+
+def _reference(study: optuna.Study, space: SearchSpace, cache: DataCache) -> None:
+    """Fit MiniRocket once on the base config's split and keep it as a study attribute (a resumed
+    study keeps the one it has)."""
+    from tunelab.baselines import reference
+
+    if not reference.ENABLED or study.user_attrs.get(STUDY.REFERENCE):
+        return
+    base = space.to_config({FAMILY_PARAM: space.families[0]} if space.searches_family and space.families else {})
+    log.info("fitting the MiniRocket reference on the study's split")
+    found = reference.fit_study_reference(cache.get(base), seed=base.seed)
+    if found is not None:
+        study.set_user_attr(STUDY.REFERENCE, found)
 
 
 def _analyze(study_dir: Path, study: optuna.Study) -> None:
@@ -630,6 +647,8 @@ def tune(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(objectives)
+    if opts.reference and task == "classification":
+        _reference(study, first, cache)
     journal = None if is_rdb(url) else (cfg.heartbeat_interval, cfg.grace_period, cfg.max_retry)
     if journal is not None:
         from tunelab.tune.heartbeat import reap_stale

@@ -1,0 +1,93 @@
+"""The MiniRocket study reference (study_results.json, console, report.html) and `tunelab ensemble`:
+an ensemble's probabilities are the mean of its members' calibrated ones; evaluate accepts it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tunelab.cli import app
+
+TINY = [
+    "--dataset",
+    "synthetic_gestures",
+    "data.options.n=48",
+    "data.options.classes=3",
+    "data.options.min_len=6",
+    "data.options.max_len=12",
+    "model.hidden_dim=8",
+    "--device",
+    "cpu",
+]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    pytest.importorskip("aeon")
+    from tunelab.baselines import reference
+
+    tmp = tmp_path_factory.mktemp("study")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reference, "ENABLED", True)
+        args = ["tune", "--model", "gru", "--trials", "3", "--epochs", "1", *TINY, "--save-dir", str(tmp)]
+        out = CliRunner().invoke(app, [*args, "--study-name", "s"])
+    assert out.exit_code == 0, out.output
+    return tmp / "s", out.output
+
+
+@pytest.mark.reference
+def test_the_reference_is_in_the_results_the_summary_and_the_report(study: tuple[Path, str]) -> None:
+    sdir, output = study
+    ref = json.loads((sdir / "study_results.json").read_text())["reference"]
+    assert ref["name"] == "MiniRocket" and {"val_acc", "val_f1", "test_acc", "test_f1", "seconds"} <= set(ref)
+    assert "best tuned model vs MiniRocket: " in output and " points test_acc" in output
+    html = (sdir / "report.html").read_text()
+    assert html.index("best tuned model vs MiniRocket") < html.index("id='summary'")  # at the top
+
+
+def test_no_reference_flag_skips_it(tmp_path: Path) -> None:
+    args = ["tune", "--model", "gru", "--trials", "1", "--epochs", "1", *TINY, "--no-report", "--no-reference"]
+    out = CliRunner().invoke(app, [*args, "--save-dir", str(tmp_path), "--study-name", "n"])
+    assert out.exit_code == 0, out.output
+    assert json.loads((tmp_path / "n" / "study_results.json").read_text())["reference"] is None
+    assert "vs MiniRocket" not in out.output
+
+
+@pytest.mark.reference
+def test_an_ensemble_averages_its_members_calibrated_probabilities(study: tuple[Path, str]) -> None:
+    from tunelab.config import validate_config
+    from tunelab.data import prepare
+    from tunelab.ensemble import load_ensemble_model, mean_probabilities
+    from tunelab.results.io import load_checkpoint
+    from tunelab.train.checkpoint import load_model
+    from tunelab.train.trainer import predict
+
+    sdir, _ = study
+    out = CliRunner().invoke(app, ["ensemble", str(sdir), "--top-k", "2"])
+    assert out.exit_code == 0, out.output
+    assert "best single (trial" in out.output and "ensemble of 2" in out.output and "MiniRocket:" in out.output
+    manifest = json.loads((sdir / "ensemble" / "ensemble.json").read_text())
+    members = manifest["members"]
+    assert len(members) == 2 and all((sdir / "ensemble" / m["checkpoint"]).is_file() for m in members)
+
+    folder = sdir / "ensemble"
+    cfg = validate_config(load_checkpoint(folder / members[0]["checkpoint"])[1], "member")
+    splits = prepare(cfg.data, cfg.seed)
+    logits = [predict(load_model(folder / m["checkpoint"], splits.meta)[0], splits.test) for m in members]
+    temps = [m["temperature"] for m in members]
+    by_hand = torch.stack([torch.softmax(z / t, -1) for z, t in zip(logits, temps, strict=True)]).mean(0)
+    assert torch.allclose(mean_probabilities(logits, temps), by_hand)
+    model, families, _ = load_ensemble_model(folder, splits.meta)
+    with torch.no_grad():
+        got = model(splits.test.x, splits.test.lengths).exp()
+    assert families == ["gru", "gru"] and torch.allclose(got, by_hand, atol=1e-5)
+    assert manifest["metrics"]["test_acc"] == pytest.approx(float((by_hand.argmax(-1) == splits.test.y).float().mean()))
+
+    ev = CliRunner().invoke(app, ["evaluate", str(folder), "--json"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.output)["test_acc"] == pytest.approx(manifest["metrics"]["test_acc"])
+    assert json.loads((sdir / "study_results.json").read_text())["ensemble"]["members"] == [m["trial"] for m in members]
