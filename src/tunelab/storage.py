@@ -228,3 +228,35 @@ def study_exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
     except optuna.exceptions.OptunaError:
         return False
     return True
+
+
+def serve(url: str, *, host: str = "127.0.0.1", port: int = 13000, on_ready: Any = None) -> None:
+    """Serve the storage at ``url`` to ``grpc://host:port`` clients (Optuna's gRPC proxy); blocks.
+
+    The proxy holds the database connections for every worker behind it, and caches what it reads.
+    """
+    if grpc_address(url) is not None:
+        raise UserError(f"--storage {mask_url(url)}: a storage server serves a database, not another server")
+    if local_file(url) is not None and journal_path(url) is None and url.startswith("sqlite"):
+        log.warning("serving SQLite: fine on one machine, but use PostgreSQL for many hosts")
+    storage = make_storage(url)
+    try:
+        import grpc  # noqa: F401  (Optuna imports it inside; fail here with the extra's name)
+        from optuna.storages import get_storage, run_grpc_proxy_server
+    except ImportError as exc:
+        raise UserError(
+            f"storage server: a package is missing ({exc}); install it: pip install 'tunelab[grpc]'"
+        ) from None
+    import socket
+
+    with socket.socket() as probe:  # a taken port: say so now (gRPC would only log it)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(
+                f"--host {host} --port {port}: cannot listen there ({exc.strerror}); pick a free port"
+            ) from None
+    if on_ready is not None:
+        on_ready(f"grpc://{host}:{port}")
+    run_grpc_proxy_server(get_storage(storage), host=host, port=port)
