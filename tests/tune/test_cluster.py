@@ -91,7 +91,7 @@ def test_a_killed_host_loses_no_trial(tmp_path: Path, kind: str, request: pytest
         grace_period=3,
     )
     host_a = subprocess.Popen(
-        cli_cmd("tune", str(cfg), "--storage", url, "--study-name", name, "--workers", "2", "--save-dir", "a"),
+        cli_cmd("tune", "-c", str(cfg), "--storage", url, "--study-name", name, "--workers", "2", "--save-dir", "a"),
         cwd=tmp_path,
         env=env(TUNELAB_HOST_ID="host-a"),
         stdout=subprocess.DEVNULL,
