@@ -50,3 +50,24 @@ def test_plain_postgresql_url_works_in_optuna_itself(tmp_path: Path) -> None:
 
     assert POSTGRES is not None and POSTGRES.startswith("postgresql://")
     optuna.get_all_study_summaries(POSTGRES)  # no "Failed to import DB access module"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "url",
+    ["grpc://127.0.0.1:{port}", "grpc://no-port-here", "postgresql://postgres@127.0.0.1:{port}/x", "nosuch://x/y"],
+)
+def test_cli_refuses_a_bad_or_unreachable_storage_in_one_line(tmp_path: Path, url: str) -> None:
+    from tests.reliability.common import run_cli, study_file
+
+    url = url.format(port=free_port())
+    cfg = study_file(tmp_path / "study.yaml")
+    for args in (
+        ["tune", "-c", str(cfg), "--storage", url, "--save-dir", "out"],
+        ["worker", "--storage", url, "--study-name", "s", "--save-dir", "out"],
+    ):
+        out = run_cli(*args, cwd=tmp_path, timeout=120)
+        assert out.returncode == 2, out.stderr
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "storage" in lines[0] and "Traceback" not in out.stderr, out.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]  # nothing created
