@@ -1168,3 +1168,6 @@ def dashboard_cmd(
         serve(target, host=host, port=port, on_ready=ready)
     except KeyboardInterrupt:
         console.print("dashboard stopped", highlight=False)
+
+
+from tunelab import cli_cluster as _cluster  # noqa: E402, F401  (registers storage-server, worker, pull)

@@ -26,7 +26,7 @@ STUDY_FILE = "study.json"
 
 def mask_url(url: str) -> str:
     """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db`` (tune/'s rule, one place)."""
-    from tunelab.tune.study import mask_url as mask
+    from tunelab.storage import mask_url as mask
 
     return mask(url)
 
@@ -104,7 +104,7 @@ def resolve_study(
 
 def _locate_sqlite(storage: str, study_dir: Path | None) -> str:
     """Make a relative sqlite/journal path point at an existing file; refuse a missing one (opening would create it)."""
-    from tunelab.tune.study import journal_path
+    from tunelab.storage import journal_path
 
     jp = journal_path(storage)
     if storage.startswith("sqlite:///") and ":memory:" not in storage:
@@ -127,7 +127,7 @@ def _locate_sqlite(storage: str, study_dir: Path | None) -> str:
 
 def load_study(ref: StudyRef) -> optuna.Study:
     """Open the study (nothing is written), with a plain error when it is missing."""
-    from tunelab.tune.study import make_storage
+    from tunelab.storage import make_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = make_storage(ref.storage)  # UserError (masked) when unreachable or a driver is missing

@@ -8,7 +8,7 @@ interrupted set resumes where it stopped, and an experiment whose overrides chan
 
 The engine, storage and artifacts are ``tune``'s: trials run through
 :class:`tunelab.tune.objective.Objective` (a :class:`FixedSpace` hands it each queued job's
-config), the storage comes from :func:`tunelab.tune.study.make_storage`, a trial whose process
+config), the storage comes from :func:`tunelab.storage.make_storage`, a trial whose process
 was killed is failed and re-queued when the set runs again (:mod:`tunelab.tune.owners`, and
 heartbeats for other hosts), ``--workers`` uses :func:`tunelab.tune.workers.run_workers`, and
 :class:`tunelab.results.study.StudyWriter` writes ``study.json``, ``trials.csv``,
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 EXPERIMENT, SEED, KEY = "experiment", "seed", "config_key"
 KIND = "kind"  # study.user_attrs: "experiment_set"
 DONE_STATES = ("COMPLETE", "PRUNED")
-HEARTBEAT = (10, 60, 2)  # interval s, grace period s, retries: tune's defaults (tunelab.tune.study.make_storage)
+HEARTBEAT = (10, 60, 2)  # interval s, grace period s, retries: tune's defaults (tunelab.storage.make_storage)
 
 
 @dataclass
@@ -95,7 +95,7 @@ def _open(url: str, name: str, metric: str) -> tuple[Any, str]:
     """The set's study (created on first use) and its storage URL as shown to the user."""
     import optuna
 
-    from tunelab.tune.study import make_storage, mask_url
+    from tunelab.storage import make_storage, mask_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = make_storage(url)
@@ -155,9 +155,9 @@ def _optimize(
     data: DataCache,
 ) -> None:
     """Train ``n_trials`` queued trials in this process, exactly as tune trains a trial."""
+    from tunelab.storage import is_rdb
     from tunelab.tune.objective import Objective, TrialFailed
     from tunelab.tune.runner import trial_context
-    from tunelab.tune.study import is_rdb
 
     ctx = trial_context(study, None if is_rdb(url) else HEARTBEAT)  # tune's own heartbeat on journal storages
     objective = Objective(FixedSpace(jobs), [metric], study_dir, prune=False, trial_context=ctx, data=data)  # type: ignore[arg-type]
@@ -230,8 +230,8 @@ def run_experiment_set(
     import optuna
 
     from tunelab.results.study import StudyWriter
+    from tunelab.storage import canonical_url, default_storage
     from tunelab.tune.owners import close_session, open_session, reap_orphans
-    from tunelab.tune.study import canonical_url, default_storage
 
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")

@@ -51,7 +51,7 @@ def study_url(target: DashboardTarget, host: str, port: int) -> str:
     base = f"http://{host}:{port}/dashboard"
     if target.study_name is None:
         return base
-    from tunelab.tune.study import make_storage
+    from tunelab.storage import make_storage
 
     try:
         study_id = make_storage(target.storage).get_study_id_from_name(target.study_name)
@@ -65,7 +65,7 @@ def serve(
 ) -> None:
     """Run optuna-dashboard until interrupted (blocks); ``on_ready`` gets the study's page URL first."""
     optuna_dashboard = require("optuna_dashboard", "optuna-dashboard", "dashboard", "tunelab dashboard")
-    from tunelab.tune.study import make_storage
+    from tunelab.storage import make_storage
 
     storage = make_storage(target.storage)  # journal files, redis and RDB URLs alike; errors name the URL
     url = study_url(target, host, port)

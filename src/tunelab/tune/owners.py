@@ -27,14 +27,39 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["OWNER_ATTR", "claim", "close_session", "open_session", "reap_orphans", "this_process"]
+__all__ = [
+    "OWNER_ATTR",
+    "claim",
+    "close_session",
+    "host_id",
+    "open_session",
+    "reap_orphans",
+    "set_host_id",
+    "this_process",
+]
 
 log = logging.getLogger(__name__)
 OWNER_ATTR = "tunelab:owner"
 _SESSION = "tunelab:session:"
 
 
+_HOST_ID: str | None = None
+
+
+def set_host_id(value: str | None) -> None:
+    """Claim trials under ``value`` instead of this host's identity (tests that simulate hosts)."""
+    global _HOST_ID
+    _HOST_ID = value
+
+
+def host_id() -> str | None:
+    """The host identity set by :func:`set_host_id`, if any."""
+    return _HOST_ID
+
+
 def _host() -> str:
+    if _HOST_ID is not None:
+        return f"{_HOST_ID}|"
     try:  # containers on one host share a hostname rarely, a PID namespace never
         ns = os.readlink("/proc/self/ns/pid")
     except OSError:

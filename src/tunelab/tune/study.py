@@ -1,17 +1,6 @@
 """Where a study lives and how it searches: storages, samplers, pruners, naming, resume.
 
-Storage URLs:
-
-* ``sqlite:///path.db``, ``postgresql://user:pw@host/db``, ``mysql://...`` → Optuna's RDBStorage,
-  with heartbeats: a trial whose worker died (no heartbeat for ``grace_period`` s) is marked FAIL by
-  the next worker or run and re-queued with the same parameters (``max_retry`` times).
-  A relative sqlite path is relative to the working directory, as in SQLAlchemy; the default,
-  ``sqlite:///<save-dir>/tunelab.db``, lies inside the save directory.
-* ``journal:///path/to/study.log`` (or a path ending in ``.log``) → JournalStorage over a file;
-  ``redis://host:port/db`` → JournalStorage over Redis.  These have no built-in heartbeat, so
-  tunelab beats one itself (:mod:`tunelab.tune.heartbeat`) with the same retry rule.
-
-Passwords never reach the console or a file: :func:`mask_url` is applied to every URL we show.
+Storage URLs, masking and opening live in :mod:`tunelab.storage`; the names are re-exported here.
 """
 
 from __future__ import annotations
@@ -20,16 +9,27 @@ import logging
 import re
 import time
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import UserError
+from tunelab.storage import (  # noqa: F401  (re-exported: callers import them from here)
+    canonical_url,
+    default_storage,
+    has_password,
+    is_rdb,
+    journal_path,
+    local_file,
+    make_storage,
+    mask_url,
+    study_exists,
+)
 from tunelab.tune.spec import PrunerConfig, SamplerConfig
 
 if TYPE_CHECKING:
     import optuna
 
 __all__ = [
+    "canonical_url",
     "default_storage",
     "find_latest_study",
     "has_password",
@@ -49,128 +49,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
-
-
-def mask_url(text: str) -> str:
-    """Hide the password of every URL in ``text``: ``postgresql://u:***@host/db``."""
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", text)
-
-
-def has_password(url: str) -> bool:
-    """Whether ``url`` carries a password."""
-    return bool(_PASSWORD.search(url))
-
-
-def default_storage(save_dir: str | Path) -> str:
-    """``sqlite:///<save_dir>/tunelab.db``: the study state sits beside the study folders."""
-    return f"sqlite:///{Path(save_dir).as_posix()}/tunelab.db"
-
-
-def journal_path(url: str) -> str | None:
-    """The file of a journal-file storage URL, else None."""
-    if url.startswith("journal://"):
-        return url.removeprefix("journal://")  # journal:///abs/path or journal://relative/path
-    if "://" not in url and url.endswith((".log", ".journal")):
-        return url
-    return None
-
-
-def local_file(url: str) -> Path | None:
-    """The file a SQLite or journal-file URL stores into (None for servers and in-memory SQLite)."""
-    jp = journal_path(url)
-    if jp is not None:
-        return Path(jp)
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        return Path(url.removeprefix("sqlite:///").split("?")[0])
-    return None
-
-
-def is_rdb(url: str) -> bool:
-    """Whether the URL is served by Optuna's RDBStorage (which beats its own heartbeat)."""
-    return journal_path(url) is None and not url.startswith(("redis://", "rediss://"))
-
-
-def _absolute_sqlite(url: str) -> str:
-    """sqlite with a relative path → absolute, so study.json reopens from any directory."""
-    path = local_file(url) if url.startswith("sqlite") else None
-    if path is not None:
-        return f"sqlite:///{path.resolve().as_posix()}"  # sqlite:////abs → /abs
-    return url
-
-
-def _with_driver(url: str) -> str:
-    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only it is installed."""
-    if url.startswith(("postgresql://", "postgres://")):
-        import importlib.util
-
-        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
-            return "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return url
-
-
-def canonical_url(url: str) -> str:
-    """The URL in the form stored in study.json (absolute sqlite/journal paths)."""
-    jp = journal_path(url)
-    if jp is not None:
-        return f"journal://{Path(jp).resolve().as_posix()}"
-    return _absolute_sqlite(url)
-
-
-_STORAGES: dict[tuple[str, int, int, int], Any] = {}
-
-
-def make_storage(
-    url: str, *, heartbeat_interval: int = 10, grace_period: int = 60, max_retry: int = 2
-) -> optuna.storages.BaseStorage:
-    """Open (or create) the storage at ``url``; one instance per process and URL."""
-    # keyed by the absolute path: a relative sqlite/journal URL means the directory of this call
-    key = (canonical_url(url), heartbeat_interval, grace_period, max_retry)
-    if key in _STORAGES:
-        return _STORAGES[key]
-    import optuna
-    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-
-    shown = mask_url(url)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            jp = journal_path(url)
-            if jp is not None:
-                from optuna.storages.journal import JournalFileBackend
-
-                Path(jp).parent.mkdir(parents=True, exist_ok=True)
-                storage: Any = JournalStorage(JournalFileBackend(jp))
-            elif url.startswith(("redis://", "rediss://")):
-                from optuna.storages.journal import JournalRedisBackend
-
-                storage = JournalStorage(JournalRedisBackend(url))
-            else:
-                url_abs = _with_driver(_absolute_sqlite(url))
-                engine_kwargs: dict[str, Any] = {}
-                if url_abs.startswith("sqlite"):
-                    if (path := local_file(url_abs)) is not None:
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                    engine_kwargs = {"connect_args": {"timeout": 60}}  # several workers share one file
-                else:
-                    engine_kwargs = {"pool_pre_ping": True}
-                storage = RDBStorage(
-                    url_abs,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-                )
-    except ImportError as exc:
-        extra = "redis" if url.startswith(("redis://", "rediss://")) else "postgres"
-        raise UserError(
-            f"storage {shown}: a driver is missing ({exc}); install it: pip install 'tunelab[{extra}]'"
-        ) from None
-    except Exception as exc:  # sqlalchemy/redis errors: bad URL, unreachable server, bad password
-        first = mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)[:200]
-        raise UserError(f"storage {shown}: cannot open it ({first}); check the URL, server and credentials") from None
-    _STORAGES[key] = storage
-    return storage
 
 
 # --------------------------------------------------------------------------- samplers / pruners
@@ -258,18 +136,6 @@ def make_pruner(cfg: PrunerConfig) -> optuna.pruners.BasePruner:
 def new_study_name(base: str) -> str:
     """A fresh study name: ``<base>-<YYYYmmdd-HHMMSS>`` (seed 001's timestamped names)."""
     return f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def study_exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
-    import optuna
-
-    try:
-        storage.get_study_id_from_name(name)
-    except KeyError:
-        return False
-    except optuna.exceptions.OptunaError:
-        return False
-    return True
 
 
 _STAMP = re.compile(r"-\d{8}-\d{6}$")

@@ -101,11 +101,12 @@ def _worker_main(job: WorkerJob, index: int, remaining: Any, lock: Any, stop: An
     import tunelab  # noqa: F401  (registers the built-in models)
     from tunelab.plugins import load_plugin
     from tunelab.tune.objective import Objective, TrialFailed
-    from tunelab.tune.owners import close_session, open_session
+    from tunelab.tune.owners import close_session, open_session, set_host_id
     from tunelab.tune.runner import trial_context
     from tunelab.tune.study import is_rdb, make_pruner, make_sampler, make_storage
 
     # share the cores: N processes each using every core would oversubscribe them many times over
+    set_host_id(job.extra.get("host_id"))  # a simulated host (tests) keeps its identity in its workers
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(job.extra.get("workers", 1)))))
     try:
         for p in job.plugins:
@@ -151,7 +152,10 @@ def run_workers(
 ) -> None:
     """Run ``n_trials`` trials on ``n_workers`` processes; ``poll()`` runs every ``interval`` s in
     this process (report progress) and returns True to stop the workers after their current trial."""
+    from tunelab.tune.owners import host_id
+
     job.extra.setdefault("workers", n_workers)
+    job.extra.setdefault("host_id", host_id())
     ctx = mp.get_context("spawn")
     remaining = ctx.Value("i", n_trials if n_trials is not None else _UNLIMITED)
     lock, stop, errors = ctx.Lock(), ctx.Event(), ctx.Queue()

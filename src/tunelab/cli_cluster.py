@@ -1,0 +1,80 @@
+"""The commands for many machines: ``storage-server``, ``worker`` and ``pull`` (registered on
+:data:`tunelab.cli.app`; kept apart from the single-host commands)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tunelab.cli import app, console
+
+#: tests only: the host identity a worker claims trials under, so one machine can play several hosts
+HOST_ID_ENV = "TUNELAB_HOST_ID"
+
+
+def host_id_from_env() -> str | None:
+    """The test-only host override (``TUNELAB_HOST_ID``), applied to this process's trial claims."""
+    from tunelab.tune.owners import set_host_id
+
+    value = os.environ.get(HOST_ID_ENV) or None
+    set_host_id(value)
+    return value
+
+
+@app.command("storage-server")
+def storage_server_cmd(
+    storage: Annotated[
+        str, typer.Option("--storage", help="the database to serve, e.g. postgresql://user:pw@db-host/optuna")
+    ],
+    host: Annotated[
+        str, typer.Option("--host", help="interface to listen on (loopback by default; 0.0.0.0 for other hosts)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port to listen on")] = 13000,
+) -> None:
+    """Serve a study database to many workers: they use --storage grpc://HOST:PORT (Optuna's gRPC proxy)."""
+    from tunelab.storage import mask_url, serve
+
+    def ready(url: str) -> None:
+        console.print(f"storage server for {mask_url(storage)}: [bold]{url}[/] (Ctrl+C to stop)", highlight=False)
+
+    try:
+        serve(storage, host=host, port=port, on_ready=ready)
+    except KeyboardInterrupt:
+        console.print("storage server stopped", highlight=False)
+
+
+__all__ = ["HOST_ID_ENV", "host_id_from_env", "storage_server_cmd", "worker_cmd"]
+
+
+@app.command("worker")
+def worker_cmd(
+    storage: Annotated[
+        str, typer.Option("--storage", help="the study's storage: postgresql://... or grpc://HOST:PORT")
+    ],
+    study_name: Annotated[str, typer.Option("--study-name", "--study", help="the study to join")],
+    devices: Annotated[
+        str | None,
+        typer.Option("--devices", help="one worker per device: cuda:0,cuda:1,... or all (default: one worker)"),
+    ] = None,
+    save_dir: Annotated[Path, typer.Option("--save-dir", help="where this host writes its trial folders")] = Path(
+        "runs"
+    ),
+    plugin: Annotated[list[str] | None, typer.Option("--plugin", help="module or .py file to import")] = None,
+) -> None:
+    """Join a study from any host and run its trials until the study's budget is spent."""
+    from tunelab.cli import load_plugins
+    from tunelab.storage import mask_url
+    from tunelab.tune.cluster import join_study
+
+    load_plugins(plugin)
+    console.print(f"worker: study [bold]{study_name}[/] in {mask_url(storage)}", highlight=False)
+    states = join_study(
+        storage, study_name, save_dir=save_dir, devices=devices, host_id=host_id_from_env(), plugins=tuple(plugin or ())
+    )
+    console.print("study " + study_name + ": " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
+
+
+host_id_from_env()  # the CLI is the layer that reads the environment

@@ -1,0 +1,262 @@
+"""Storage URLs: parse, mask, create and open every storage kind tunelab accepts.
+
+* ``sqlite:///path.db``, ``postgresql://user:pw@host/db``, ``mysql://...`` → Optuna's RDBStorage,
+  with heartbeats: a trial whose worker died (no heartbeat for ``grace_period`` s) is marked FAIL by
+  the next worker or run and re-queued with the same parameters (``max_retry`` times).
+  A relative sqlite path is relative to the working directory, as in SQLAlchemy; the default,
+  ``sqlite:///<save-dir>/tunelab.db``, lies inside the save directory.  ``postgresql://`` is read by
+  SQLAlchemy with its default driver (psycopg 3 for SQLAlchemy 2.1), which the ``postgres`` extra
+  installs, so the same URL works in ``optuna.load_study`` and ``optuna-dashboard``.
+* ``journal:///path/to/study.log`` (or a path ending in ``.log``) → JournalStorage over a file;
+  ``redis://host:port/db`` → JournalStorage over Redis.
+* ``grpc://host:port`` → Optuna's :class:`~optuna.storages.GrpcStorageProxy`, a client of
+  ``tunelab storage-server`` (Optuna's gRPC proxy in front of PostgreSQL): hundreds of workers share
+  the proxy's few database connections.
+
+Journal, Redis and gRPC storages have no built-in heartbeat, so tunelab beats one itself
+(:mod:`tunelab.tune.heartbeat`) with the same retry rule (:func:`needs_own_heartbeat`).
+
+Passwords never reach the console or a file: :func:`mask_url` is applied to every URL we show.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from tunelab.errors import UserError
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "GRPC_CONNECT_TIMEOUT",
+    "canonical_url",
+    "default_storage",
+    "grpc_address",
+    "has_password",
+    "is_multi_host",
+    "is_rdb",
+    "journal_path",
+    "local_file",
+    "make_storage",
+    "mask_url",
+    "needs_own_heartbeat",
+    "study_exists",
+]
+
+log = logging.getLogger(__name__)
+_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
+GRPC_CONNECT_TIMEOUT = 10.0  # seconds to wait for a storage server before refusing its URL
+
+
+def mask_url(text: str) -> str:
+    """Hide the password of every URL in ``text``: ``postgresql://u:***@host/db``."""
+    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", text)
+
+
+def has_password(url: str) -> bool:
+    """Whether ``url`` carries a password."""
+    return bool(_PASSWORD.search(url))
+
+
+def default_storage(save_dir: str | Path) -> str:
+    """``sqlite:///<save_dir>/tunelab.db``: the study state sits beside the study folders."""
+    return f"sqlite:///{Path(save_dir).as_posix()}/tunelab.db"
+
+
+def journal_path(url: str) -> str | None:
+    """The file of a journal-file storage URL, else None."""
+    if url.startswith("journal://"):
+        return url.removeprefix("journal://")  # journal:///abs/path or journal://relative/path
+    if "://" not in url and url.endswith((".log", ".journal")):
+        return url
+    return None
+
+
+def grpc_address(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``grpc://host:port`` URL, else None; a malformed one is refused."""
+    if not url.startswith("grpc://"):
+        return None
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or port is None or parts.path not in ("", "/"):
+        raise UserError(f"storage {mask_url(url)}: expected grpc://HOST:PORT (the address of `tunelab storage-server`)")
+    return host, port
+
+
+def local_file(url: str) -> Path | None:
+    """The file a SQLite or journal-file URL stores into (None for servers and in-memory SQLite)."""
+    jp = journal_path(url)
+    if jp is not None:
+        return Path(jp)
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return Path(url.removeprefix("sqlite:///").split("?")[0])
+    return None
+
+
+def is_rdb(url: str) -> bool:
+    """Whether the URL is served by Optuna's RDBStorage (which beats its own heartbeat)."""
+    return journal_path(url) is None and not url.startswith(("redis://", "rediss://", "grpc://"))
+
+
+def needs_own_heartbeat(url: str) -> bool:
+    """Whether tunelab must beat the heartbeat itself (journal, Redis, gRPC: Optuna beats none)."""
+    return not is_rdb(url)
+
+
+def is_multi_host(url: str) -> bool:
+    """Whether workers on several hosts can share the storage (a server, not a local file)."""
+    return local_file(url) is None and not url.startswith("sqlite")
+
+
+def _absolute_sqlite(url: str) -> str:
+    """sqlite with a relative path → absolute, so study.json reopens from any directory."""
+    path = local_file(url) if url.startswith("sqlite") else None
+    if path is not None:
+        return f"sqlite:///{path.resolve().as_posix()}"  # sqlite:////abs → /abs
+    return url
+
+
+def canonical_url(url: str) -> str:
+    """The URL in the form stored in study.json (absolute sqlite/journal paths)."""
+    jp = journal_path(url)
+    if jp is not None:
+        return f"journal://{Path(jp).resolve().as_posix()}"
+    return _absolute_sqlite(url)
+
+
+def _extra(url: str) -> str:
+    if url.startswith(("redis://", "rediss://")):
+        return "redis"
+    return "grpc" if url.startswith("grpc://") else "postgres"
+
+
+def _open_grpc(url: str, host: str, port: int, timeout: float) -> Any:
+    from optuna.storages import GrpcStorageProxy
+
+    storage = GrpcStorageProxy(host=host, port=port)
+    try:
+        storage.wait_server_ready(timeout=timeout)
+    except ConnectionError:
+        storage.close()
+        raise UserError(
+            f"storage {mask_url(url)}: no storage server answers there within {timeout:.0f}s; "
+            "start one with `tunelab storage-server --storage URL --port PORT` or fix the address"
+        ) from None
+    return storage
+
+
+_STORAGES: dict[tuple[str, int, int, int], Any] = {}
+
+
+def make_storage(
+    url: str, *, heartbeat_interval: int = 10, grace_period: int = 60, max_retry: int = 2
+) -> optuna.storages.BaseStorage:
+    """Open (or create) the storage at ``url``; one instance per process and URL.
+
+    A bad URL, a missing driver or an unreachable server raises a one-line :class:`UserError`.
+    """
+    # keyed by the absolute path: a relative sqlite/journal URL means the directory of this call
+    key = (canonical_url(url), heartbeat_interval, grace_period, max_retry)
+    if key in _STORAGES:
+        return _STORAGES[key]
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    shown = mask_url(url)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            jp = journal_path(url)
+            address = grpc_address(url)
+            if jp is not None:
+                from optuna.storages.journal import JournalFileBackend
+
+                Path(jp).parent.mkdir(parents=True, exist_ok=True)
+                storage: Any = JournalStorage(JournalFileBackend(jp))
+            elif url.startswith(("redis://", "rediss://")):
+                from optuna.storages.journal import JournalRedisBackend
+
+                storage = JournalStorage(JournalRedisBackend(url))
+            elif address is not None:
+                storage = _open_grpc(url, *address, GRPC_CONNECT_TIMEOUT)
+            else:
+                url_abs = _absolute_sqlite(url)
+                engine_kwargs: dict[str, Any] = {}
+                if url_abs.startswith("sqlite"):
+                    if (path := local_file(url_abs)) is not None:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                    engine_kwargs = {"connect_args": {"timeout": 60}}  # several workers share one file
+                else:
+                    engine_kwargs = {"pool_pre_ping": True}
+                storage = RDBStorage(
+                    url_abs,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+                )
+    except UserError:
+        raise
+    except ImportError as exc:
+        raise UserError(
+            f"storage {shown}: a driver is missing ({exc}); install it: pip install 'tunelab[{_extra(url)}]'"
+        ) from None
+    except Exception as exc:  # sqlalchemy/redis errors: bad URL, unreachable server, bad password
+        first = mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)[:200]
+        raise UserError(f"storage {shown}: cannot open it ({first}); check the URL, server and credentials") from None
+    _STORAGES[key] = storage
+    return storage
+
+
+def study_exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
+    """Whether ``storage`` holds a study called ``name``."""
+    import optuna
+
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    except optuna.exceptions.OptunaError:
+        return False
+    return True
+
+
+def serve(url: str, *, host: str = "127.0.0.1", port: int = 13000, on_ready: Any = None) -> None:
+    """Serve the storage at ``url`` to ``grpc://host:port`` clients (Optuna's gRPC proxy); blocks.
+
+    The proxy holds the database connections for every worker behind it, and caches what it reads.
+    """
+    if grpc_address(url) is not None:
+        raise UserError(f"--storage {mask_url(url)}: a storage server serves a database, not another server")
+    if local_file(url) is not None and journal_path(url) is None and url.startswith("sqlite"):
+        log.warning("serving SQLite: fine on one machine, but use PostgreSQL for many hosts")
+    storage = make_storage(url)
+    try:
+        import grpc  # noqa: F401  (Optuna imports it inside; fail here with the extra's name)
+        from optuna.storages import get_storage, run_grpc_proxy_server
+    except ImportError as exc:
+        raise UserError(
+            f"storage server: a package is missing ({exc}); install it: pip install 'tunelab[grpc]'"
+        ) from None
+    import socket
+
+    with socket.socket() as probe:  # a taken port: say so now (gRPC would only log it)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(
+                f"--host {host} --port {port}: cannot listen there ({exc.strerror}); pick a free port"
+            ) from None
+    if on_ready is not None:
+        on_ready(f"grpc://{host}:{port}")
+    run_grpc_proxy_server(get_storage(storage), host=host, port=port)

@@ -1,0 +1,147 @@
+"""Many machines on one: the gRPC storage server in front of PostgreSQL, `tunelab worker` joining a
+study from its storage, and a simulated host (a process group with its own TUNELAB_HOST_ID)
+killed mid-trial whose trials another host fails, re-queues and finishes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from tests.reliability.common import cli_cmd, env, run_cli, study_file
+from tests.test_storage import free_port
+from tests.tune.conftest import options, tiny_study
+from tunelab.tune import tune
+
+POSTGRES = os.environ.get("TUNELAB_TEST_POSTGRES_URL")
+pytestmark = [pytest.mark.postgres, pytest.mark.skipif(not POSTGRES, reason="set TUNELAB_TEST_POSTGRES_URL")]
+
+
+@pytest.fixture
+def grpc_url(tmp_path: Path) -> Iterator[str]:
+    """`tunelab storage-server` in front of PostgreSQL, on a free port of 127.0.0.1."""
+    from optuna.storages import GrpcStorageProxy
+
+    port = free_port()
+    proc = subprocess.Popen(
+        cli_cmd("storage-server", "--storage", str(POSTGRES), "--host", "127.0.0.1", "--port", str(port)),
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        GrpcStorageProxy(host="127.0.0.1", port=port).wait_server_ready(timeout=60)
+        yield f"grpc://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_study_through_the_storage_server(tmp_path: Path, splits: Any, grpc_url: str) -> None:
+    name = f"grpc-{uuid.uuid4().hex[:8]}"
+    result = tune(
+        tiny_study(storage=grpc_url, sampler="random", budget={"n_trials": 2}),
+        options(tmp_path, study_name=name),
+        data=splits,
+    )
+    assert result.states == {"COMPLETE": 2} and result.storage == grpc_url
+    direct = optuna.load_study(study_name=name, storage=str(POSTGRES))  # the plain URL, in Optuna itself
+    assert [t.state.name for t in direct.trials] == ["COMPLETE", "COMPLETE"]
+    assert all(t.intermediate_values for t in direct.trials)
+    optuna.delete_study(study_name=name, storage=str(POSTGRES))
+
+
+def _states(url: str, name: str) -> list[Any]:
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["postgres", "grpc"])
+def test_a_killed_host_loses_no_trial(tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    """Host A (tune, 2 workers) is SIGKILLed as a whole mid-trial; host B (`tunelab worker` on two
+    devices) fails A's trials once their heartbeat is stale, re-queues them and finishes the budget."""
+    url = request.getfixturevalue("grpc_url") if kind == "grpc" else str(POSTGRES)
+    name = f"hosts-{kind}-{uuid.uuid4().hex[:8]}"
+    base = {
+        "data": {
+            "name": "synthetic_gestures",
+            "options": {"n": 96, "classes": 3, "channels": 2, "min_len": 20, "max_len": 30},
+        },
+        "model": {"name": "gru", "hidden_dim": 16, "num_layers": 1, "dropout": 0.0},
+        "train": {"max_epochs": 12, "batch_size": 16, "schedule": "none"},
+        "loss": {"temperature_scaling": False},
+        "device": "cpu",
+    }
+    cfg = study_file(
+        tmp_path / "study.yaml",
+        base=base,
+        budget={"n_trials": 4},
+        pruner="none",
+        heartbeat_interval=1,
+        grace_period=3,
+    )
+    host_a = subprocess.Popen(
+        cli_cmd("tune", "-c", str(cfg), "--storage", url, "--study-name", name, "--workers", "2", "--save-dir", "a"),
+        cwd=tmp_path,
+        env=env(TUNELAB_HOST_ID="host-a"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the whole "host" dies at once
+    )
+    storage_url = str(POSTGRES)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if any(t.state.name == "RUNNING" and t.intermediate_values for t in _states(storage_url, name)):
+                    break
+            except KeyError:
+                pass  # the study is not created yet
+            time.sleep(0.2)
+        else:
+            pytest.fail("host A never started a trial")
+    finally:
+        os.killpg(host_a.pid, signal.SIGKILL)
+        host_a.wait(timeout=30)
+    lost = [t.number for t in _states(storage_url, name) if t.state.name == "RUNNING"]
+    assert lost, "host A was killed mid-trial"
+    host_b = run_cli(
+        "worker",
+        "--storage",
+        url,
+        "--study-name",
+        name,
+        "--devices",
+        "cpu,cpu",
+        "--save-dir",
+        "b",
+        cwd=tmp_path,
+        timeout=240,
+        TUNELAB_HOST_ID="host-b",
+    )
+    assert host_b.returncode == 0, host_b.stderr
+    trials = _states(storage_url, name)
+    by_number = {t.number: t for t in trials}
+    assert all(by_number[n].state.name == "FAIL" for n in lost)
+    retries = {t.system_attrs.get("failed_trial"): t for t in trials if "failed_trial" in t.system_attrs}
+    assert all(retries[n].state.name == "COMPLETE" and retries[n].params == by_number[n].params for n in lost)
+    assert sum(t.state.name == "COMPLETE" for t in trials) >= 4
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    assert (tmp_path / "b" / name / "trials").is_dir()  # host B trained with the study from storage
+    optuna.delete_study(study_name=name, storage=storage_url)
+
+
+def test_worker_refuses_a_missing_study_in_one_line(tmp_path: Path) -> None:
+    out = run_cli("worker", "--storage", str(POSTGRES), "--study-name", "no-such-study-x", cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and "no study 'no-such-study-x'" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "runs").exists()
