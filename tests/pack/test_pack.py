@@ -4,6 +4,7 @@ extracted member is an ordinary checkpoint."""
 from __future__ import annotations
 
 import copy
+import json
 
 import optuna
 import pytest
@@ -228,3 +229,19 @@ def test_stacked_recurrence_matches_solo_layers_and_their_gradients(
         torch.testing.assert_close(xs.grad[i], xi.grad, rtol=1e-4, atol=1e-6)
         for name, p in solo.named_parameters():
             torch.testing.assert_close(stacked._param(name).grad[i], p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_buffered_run_writer_writes_epochs_in_batches_and_all_at_finish(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tunelab.results.run import RunWriter
+
+    writer = RunWriter(tmp_path, flush_seconds=3600)
+    writer.start({"a": 1})
+    writer.epoch({"epoch": 1, "loss": 0.5})
+    writer.epoch({"epoch": 2, "loss": 0.4})
+    assert (tmp_path / "metrics.jsonl").read_text() == ""  # buffered, not one write per epoch
+    writer.flush()
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    writer.epoch({"epoch": 3, "loss": 0.3})
+    writer.finish({"w": torch.zeros(1)}, {"a": 1}, {})
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
