@@ -7,7 +7,7 @@
 # The device image has Python 3.12 with torch, numpy, pandas, scipy, matplotlib, pyyaml, typer and
 # rich, and no network: optuna, pydantic, plotly and what they need travel as wheels (about 20 MB;
 # .wheels is git-ignored).  `run` writes logs, the benchmark JSON and the updated RESULTS.md to $OUT
-# (benchmarks/out/gpu when $OUT is unset); every step has its own time limit, so one slow step
+# (benchmarks/out/gpu when $OUT is unset) and packs them all into $OUT/gpu-run.tar.gz; every step has its own time limit, so one slow step
 # cannot take the others' time.  QUICK=1 DEVICE=cpu runs the same steps, tiny, on a CPU: the
 # script's own smoke test.
 # Not yet a stage: the TSC accuracy benchmark (issue 16), once the image has aeon (for the datasets
@@ -70,10 +70,10 @@ run)
         # also with compiled gate arithmetic and the fused-layers experiment row; then the top kernels of
         # an engine step and a K=512 pack step (where the time goes, if 50x is not reached)
         step throughput-gru 150 $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
-            --gesture-families gru --k 512 --variants graphs compile --epochs 1 --min-seconds 3 \
+            --gesture-families gru --k 1 512 --variants graphs compile --epochs 1 --min-seconds 3 \
             --json "$OUT/throughput-gru.json" --profile "$OUT/profile-gru.md"
         step throughput-conv 100 $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
-            --gesture-families tcn transformer --k 512 --variants graphs --epochs 1 --min-seconds 3 \
+            --gesture-families tcn transformer --k 1 512 --variants graphs --epochs 1 --min-seconds 3 \
             --json "$OUT/throughput-conv.json"
         # CUDA-only tests: CUDA graphs, the pack-size probe, GPU training paths
         step gpu-tests 60 $PY -m pytest -q -p no:cacheprovider -o addopts= -m gpu tests
@@ -82,6 +82,8 @@ run)
             --check-epochs 2 --check-variants eager graphs32 graphs --no-write
     fi
     cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
+    # one archive of every log, JSON and profile: only a few files come back from a device run
+    (cd "$OUT" && tar -czf gpu-run.tar.gz --exclude=gpu-run.tar.gz -- *) && ls -l "$OUT/gpu-run.tar.gz"
     ;;
 *)
     echo "usage: bash benchmarks/gpu.sh wheels|run" >&2

@@ -34,6 +34,7 @@ from tunelab.pack.losses import PackedLoss, member_metrics
 from tunelab.pack.model import PackedModel, pack_models
 from tunelab.pack.optim import PackedOptimizer, PackedSchedule, clip_per_member
 from tunelab.train.device import seed_everything
+from tunelab.train.optim import head_param_ids
 
 __all__ = ["PackEngine"]
 
@@ -92,8 +93,7 @@ class PackEngine:
             models.append(build_model(cfg.model, meta))
         self.solo_models = models
         self.model: PackedModel = pack_models(models).to(device)
-        head = self.model.head
-        head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+        head_ids = head_param_ids(self.model)
         self.optimizer = PackedOptimizer(list(self.model.parameters()), head_ids, [c.train for c in cfgs], device)
         self.loss_fn = PackedLoss([c.loss for c in cfgs], meta, train.y.cpu()).to(device)
         micro = math.ceil(len(train) / self.tc.batch_size)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from tunelab.config import TrainConfig
-from tunelab.train.optim import LRSchedule
+from tunelab.train.optim import LRSchedule, decays, group_lr
 
 __all__ = ["PackedOptimizer", "PackedSchedule", "clip_per_member"]
 
@@ -61,10 +61,8 @@ class PackedOptimizer:
         self.sgd = kinds.pop()
         self.params = [p for p in params if p.requires_grad]
         self.is_head = [id(p) in head for p in self.params]
-        self.decays = [p.dim() - 1 >= 2 for p in self.params]
+        self.decays = [decays(p, member_dims=1) for p in self.params]
         self.k = len(cfgs)
-        self.lr = _vec([c.lr for c in cfgs], device)
-        self.body_scale = _vec([c.body_lr_scale for c in cfgs], device)
         wd = _vec([c.weight_decay for c in cfgs], device)
         adamw = _vec([c.optimizer == "adamw" for c in cfgs], device)
         self.wd_decoupled = wd * adamw  # AdamW: p *= 1 - lr * wd
@@ -83,10 +81,6 @@ class PackedOptimizer:
             else:
                 st["m"] = torch.zeros_like(p)
                 st["v"] = torch.zeros_like(p)
-
-    def group_lr(self, mult: Tensor) -> tuple[Tensor, Tensor]:
-        """(body lr, head lr) K-vectors for schedule multipliers ``mult [2, K]`` (body, head)."""
-        return self.lr * self.body_scale * mult[0], self.lr * mult[1]
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -128,8 +122,6 @@ class PackedOptimizer:
     def select_(self, idx: Tensor) -> None:
         """Keep members ``idx`` only (the parameters themselves are compacted by the model)."""
         for name in (
-            "lr",
-            "body_scale",
             "wd_decoupled",
             "wd_l2",
             "beta1",
@@ -139,7 +131,7 @@ class PackedOptimizer:
             "nesterov",
             "clip",
         ):
-            setattr(self, name, getattr(self, name)[idx.to(self.lr.device)])
+            setattr(self, name, getattr(self, name)[idx.to(self.clip.device)])
         for st in self.state:
             for key, value in st.items():
                 st[key] = value[idx.to(value.device)].contiguous()
@@ -148,12 +140,11 @@ class PackedOptimizer:
 
 class PackedSchedule:
     """Each member's :class:`~tunelab.train.optim.LRSchedule`, read as one ``[2, K]`` tensor of
-    learning rates per step (body, head), floored at ``min_lr`` for plateau schedules as solo."""
+    learning rates per step (body, head), each from :meth:`LRSchedule.lr` (the solo rule and floor)."""
 
     def __init__(self, cfgs: Sequence[TrainConfig], steps_per_epoch: int) -> None:
         self.schedules = [LRSchedule(c, steps_per_epoch) for c in cfgs]
-        self.floors = [c.min_lr if c.schedule == "plateau" else 0.0 for c in cfgs]
-        self.base = [(c.lr * c.body_lr_scale, c.lr) for c in cfgs]
+        self.base = [(group_lr(c, head=False), group_lr(c, head=True)) for c in cfgs]
         self._constant = all(c.schedule in ("none", "plateau") and not c.warmup_epochs for c in cfgs)
         self._cache: dict[Any, Tensor] = {}
 
@@ -162,11 +153,7 @@ class PackedSchedule:
         key = (str(device), tuple(s.plateau for s in self.schedules))
         if self._constant and key in self._cache:
             return self._cache[key]
-        rows = []
-        for s, floor, (body, head) in zip(self.schedules, self.floors, self.base, strict=True):
-            m = s.multiplier(step) * s.plateau
-            rows.append((max(body * m, floor), max(head * m, floor)))
-        out = torch.tensor(rows, dtype=torch.float32).T.contiguous()
+        out = torch.tensor(self.host_lrs(step), dtype=torch.float32).T.contiguous()
         # pinned + non-blocking on CUDA: the host does not wait for the queued steps
         out = out.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else out.to(device)
         if self._constant:
@@ -176,17 +163,12 @@ class PackedSchedule:
 
     def host_lrs(self, step: int) -> list[tuple[float, float]]:
         """(body, head) learning rate of each member at ``step``, as Python floats (for reports)."""
-        out = []
-        for s, floor, (body, head) in zip(self.schedules, self.floors, self.base, strict=True):
-            m = s.multiplier(step) * s.plateau
-            out.append((max(body * m, floor), max(head * m, floor)))
-        return out
+        return [(s.lr(body, step), s.lr(head, step)) for s, (body, head) in zip(self.schedules, self.base, strict=True)]
 
     def on_epoch_end(self, member: int, val_loss: float) -> None:
         self.schedules[member].on_epoch_end(val_loss)
 
     def select(self, idx: Sequence[int]) -> None:
         self.schedules = [self.schedules[i] for i in idx]
-        self.floors = [self.floors[i] for i in idx]
         self.base = [self.base[i] for i in idx]
         self._cache = {}

@@ -77,6 +77,9 @@ def packable(cfg: ExperimentConfig, meta: DataMeta) -> bool:
     return True
 
 
+PACK_FLUSH_SECONDS = 1.0
+
+
 @dataclass
 class _Member:
     index: int
@@ -108,7 +111,8 @@ class _Member:
         from tunelab.results.run import RunWriter
         from tunelab.train.trainer import monitor_mode
 
-        writer = RunWriter(run_dir) if run_dir is not None else None
+        # a pack's members buffer their epoch lines (~1 write a second each, not one per epoch)
+        writer = RunWriter(run_dir, flush_seconds=PACK_FLUSH_SECONDS) if run_dir is not None else None
         if writer:
             writer.start(save_config(cfg))
         where = Path(run_dir) if run_dir is not None else None
@@ -189,6 +193,8 @@ class _Member:
             temperature=temperature,
             extra=extra,
         )
+        if self.writer:
+            self.writer.flush()  # before the trial is told: a finished trial's log is complete
         if not failed:  # a failed member's trial records it; it gets no checkpoint
             if self.writer:
                 self.writer.finish(model.state_dict(), save_config(self.cfg), result.summary())

@@ -18,22 +18,38 @@ from torch import nn
 
 from tunelab.config import TrainConfig
 
-__all__ = ["LRSchedule", "build_optimizer", "param_groups"]
+__all__ = ["LRSchedule", "build_optimizer", "decays", "group_lr", "head_param_ids", "param_groups"]
+
+
+def head_param_ids(model: nn.Module) -> set[int]:
+    """Ids of the output layer's parameters: ``model.head`` by convention (none if absent)."""
+    head = getattr(model, "head", None)
+    return {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
+
+
+def group_lr(cfg: TrainConfig, head: bool) -> float:
+    """Base learning rate of a group: ``lr`` for the head, ``lr x body_lr_scale`` for the body."""
+    return cfg.lr * (1.0 if head else cfg.body_lr_scale)
+
+
+def decays(p: torch.Tensor, member_dims: int = 0) -> bool:
+    """Whether a parameter gets weight decay: matrices and kernels do, biases and norm weights
+    (fewer than two dimensions, not counting ``member_dims`` leading pack dimensions) do not."""
+    return p.dim() - member_dims >= 2
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     """Groups body/head x decay/no-decay, each with its base lr and a display name."""
-    head = getattr(model, "head", None)
-    head_ids = {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
+    head_ids = head_param_ids(model)
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         if not p.requires_grad:
             continue
         part = "head" if id(p) in head_ids else "body"
-        groups.setdefault((part, p.dim() >= 2), []).append(p)
+        groups.setdefault((part, decays(p)), []).append(p)
     out = []
     for (part, decay), params in sorted(groups.items()):
-        lr = cfg.lr * (cfg.body_lr_scale if part == "body" else 1.0)
+        lr = group_lr(cfg, part == "head")
         out.append(
             {
                 "params": params,
@@ -63,6 +79,7 @@ class LRSchedule:
         self.total = max(1, steps_per_epoch * cfg.max_epochs)
         self.warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
         self.plateau = 1.0
+        self.floor = cfg.min_lr if cfg.schedule == "plateau" else 0.0  # the plateau floor
         self._best = math.inf
         self._bad = 0
 
@@ -82,11 +99,14 @@ class LRSchedule:
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
         return 1.0
 
+    def lr(self, base_lr: float, step: int) -> float:
+        """A group's learning rate at ``step``: base x schedule x plateau factor, at least the floor."""
+        return max(base_lr * (self.multiplier(step) * self.plateau), self.floor)
+
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> None:
         """Set every group's lr for this step."""
-        m = self.multiplier(step) * self.plateau
         for g in optimizer.param_groups:
-            g["lr"] = max(g["base_lr"] * m, self.cfg.min_lr if self.cfg.schedule == "plateau" else 0.0)
+            g["lr"] = self.lr(g["base_lr"], step)
 
     def on_epoch_end(self, val_loss: float) -> None:
         """ReduceLROnPlateau semantics (mode min, relative threshold 1e-4, cooldown 0)."""
