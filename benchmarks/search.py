@@ -230,11 +230,11 @@ def run_study(s: Settings, dataset: str, method: str, seed: int, scratch: str) -
     _worker_setup(s.threads)
     import optuna
 
+    from tunelab.config import PrunerConfig, SamplerConfig, study_from_mapping
     from tunelab.results.attrs import TRIAL
     from tunelab.train.callbacks import BaseCallback, EpochReport, FitContext, StopTraining
     from tunelab.tune.objective import Objective, TrialFailed
     from tunelab.tune.space import build_space
-    from tunelab.tune.spec import PrunerConfig, SamplerConfig, study_from_mapping
     from tunelab.tune.study import make_pruner, make_sampler, open_study
 
     cfg = study_from_mapping(study_mapping(s, dataset, seed), f"search.py ({dataset})")
@@ -544,7 +544,7 @@ def _shown_command(command: str) -> str:
 
 
 def describe(s: Settings, cuda: bool) -> list[str]:
-    from tunelab.tune.spec import ParamSpec
+    from tunelab.config.study import ParamSpec
 
     def kv(d: dict[str, Any]) -> str:
         return ", ".join(f"`{k}` {v}" for k, v in d.items())

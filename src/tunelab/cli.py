@@ -13,7 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from tunelab.config import search as _search  # noqa: F401  (fills the sampler and pruner registries)
 from tunelab.errors import UserError
+from tunelab.registry import PRUNERS, SAMPLERS
 
 app = typer.Typer(
     name="tunelab",
@@ -358,7 +360,7 @@ def train(
     except UserError:
         if config is not None:  # a study file or an experiment set given by mistake: say so
             from tunelab.config import load_mapping
-            from tunelab.tune.spec import check_kind
+            from tunelab.config.study import check_kind
 
             check_kind(load_mapping(config), str(config), "run config")
         raise
@@ -547,9 +549,9 @@ def models_cmd(
 
     from rich.table import Table
 
+    from tunelab.config.families import ALIASES, resolve_family
     from tunelab.models.catalog import dataset_meta, describe_families
     from tunelab.registry import MODELS
-    from tunelab.tune.families import ALIASES, resolve_family
 
     aliases = {a: resolve_family(a) for a in sorted(ALIASES) if ALIASES[a][0] in MODELS}
     shown = [resolve_family(n).name for n in names or []]  # an alias shows its family; unknown: one line
@@ -877,12 +879,8 @@ def tune_cmd(
     ] = None,
     phase: PhaseOpt = None,
     grid: GridOpt = None,
-    sampler: Annotated[
-        str | None, typer.Option("--sampler", help="tpe | random | grid | cmaes | gp | qmc | nsga2")
-    ] = None,
-    pruner: Annotated[
-        str | None, typer.Option("--pruner", help="median | percentile | asha | hyperband | none")
-    ] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", help=" | ".join(SAMPLERS.names()))] = None,
+    pruner: Annotated[str | None, typer.Option("--pruner", help=" | ".join(PRUNERS.names()))] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="worker processes sharing the study")] = 1,
     pack_size: Annotated[
         str,
@@ -927,10 +925,10 @@ def tune_cmd(
     load_plugins(plugin)
     import optuna
 
+    from tunelab.config.flags import family_labels, study_from_flags
     from tunelab.tune import TuneOptions, tune
     from tunelab.tune import auto_tune_all as run_all
     from tunelab.tune.console import ConsoleReporter
-    from tunelab.tune.flags import family_labels, study_from_flags
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the reporter prints Optuna-style lines itself
     flags = flag_overrides(
@@ -1038,7 +1036,7 @@ def space_cmd(
 
     from rich.table import Table
 
-    from tunelab.tune.flags import study_from_flags
+    from tunelab.config.flags import study_from_flags
     from tunelab.tune.space import build_space, grid_size
 
     cfg, locked = study_from_flags(config, overrides=list(overrides or []), models=model, enhanced=enhanced)

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tunelab.cli import app
+from tunelab.config import load_study_config
 from tunelab.tune.space import build_space
-from tunelab.tune.spec import load_study_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STUDIES = sorted(EXAMPLES.glob("*.yaml"))

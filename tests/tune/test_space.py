@@ -8,9 +8,9 @@ import optuna
 import pytest
 
 from tests.tune.conftest import TINY_BASE
+from tunelab.config import load_study_config, study_from_mapping
 from tunelab.errors import UserError
 from tunelab.tune.space import FAMILY_PARAM, build_space, grid_size
-from tunelab.tune.spec import load_study_config, study_from_mapping
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

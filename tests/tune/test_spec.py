@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from tests.tune.conftest import TINY_BASE
+from tunelab.config import ParamSpec, load_study_config, study_from_mapping
 from tunelab.errors import UserError
-from tunelab.tune.spec import ParamSpec, load_study_config, study_from_mapping
 
 
 def _load(tmp_path: Path, data: dict) -> object:

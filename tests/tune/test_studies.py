@@ -13,12 +13,11 @@ import pytest
 import torch
 
 from tests.tune.conftest import options, tiny_study
-from tunelab.config import validate_config
+from tunelab.config import load_study_config, validate_config
 from tunelab.errors import UserError
 from tunelab.results.attrs import STUDY, TRIAL
 from tunelab.results.io import load_checkpoint
 from tunelab.tune import tune
-from tunelab.tune.spec import load_study_config
 from tunelab.tune.study import mask_url
 
 

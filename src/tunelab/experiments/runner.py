@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.config.study import metric_direction
 from tunelab.errors import UserError
 from tunelab.experiments.comparison import Comparison, Entry, Sample, compare_entries, default_metrics
 from tunelab.experiments.spec import ExperimentSet, Job, load_experiment_set
 from tunelab.results.attrs import STUDY
 from tunelab.results.io import write_json, write_text
-from tunelab.tune.spec import metric_direction
 
 if TYPE_CHECKING:
     from tunelab.tune.objective import DataCache
@@ -177,7 +177,7 @@ def _run_workers(
 ) -> None:
     """``workers`` processes share the queue through tune's worker pool (one shared trial counter,
     so exactly the queued trials run and none is sampled)."""
-    from tunelab.tune.spec import PrunerConfig, SamplerConfig
+    from tunelab.config.study import PrunerConfig, SamplerConfig
     from tunelab.tune.workers import WorkerJob, run_workers
 
     job = WorkerJob(

@@ -31,12 +31,13 @@ from tunelab.config import (
     apply_overrides,
     format_validation_error,
     load_mapping,
-    parse_value,
     save_config,
+    split_override,
     validate_config,
 )
+from tunelab.config.loader import resolve_base
+from tunelab.config.study import METRICS, check_kind
 from tunelab.errors import UserError
-from tunelab.tune.spec import METRICS, check_kind
 
 __all__ = [
     "COMPARABLE",
@@ -76,10 +77,11 @@ def flatten_overrides(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, list | tuple):
         out: dict[str, Any] = {}
         for item in value:
-            key, sep, text = str(item).partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"override '{item}' must look like section.key=value")
-            out[key.strip()] = parse_value(text.strip())
+            try:
+                key, parsed = split_override(str(item))
+            except UserError as exc:  # raised inside a pydantic validator: a ValueError there
+                raise ValueError(str(exc)) from None
+            out[key] = parsed
         return out
     if not isinstance(value, dict):
         raise ValueError("overrides must be a mapping of dotted keys to values, or a list of key=value strings")
@@ -210,9 +212,8 @@ def load_experiment_set(path: str | Path, overrides: list[str] | None = None) ->
         check_kind(data, str(p), "experiment set")  # a study file or a run config given by mistake
         raise UserError(format_validation_error(err, str(p), ExperimentSet, data)) from None
     if isinstance(spec.base, str):
-        base_path = Path(spec.base) if Path(spec.base).is_absolute() else p.parent / spec.base
-        base = load_mapping(base_path)
-        source = str(base_path)
+        base = resolve_base(spec.base, p.parent)
+        source = str(Path(spec.base) if Path(spec.base).is_absolute() else p.parent / spec.base)
     else:
         base, source = dict(spec.base), f"{p} (base)"
     common = spec.overrides | flatten_overrides(list(overrides or []))

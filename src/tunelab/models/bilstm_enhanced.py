@@ -149,7 +149,7 @@ class BiLSTMEnhanced(nn.Module):
         return self.head(self.drop(z))
 
 
-@MODELS.register("bilstm_enhanced", config=BiLSTMEnhancedConfig)
+@MODELS.register("bilstm_enhanced", config=BiLSTMEnhancedConfig, variants={"standard": STANDARD})
 def build_bilstm_enhanced(cfg: BiLSTMEnhancedConfig, meta: DataMeta) -> nn.Module:
     """BiLSTM with switchable attention pooling, input dropouts, conv block, gated residuals, cross-resolution attention."""
     return BiLSTMEnhanced(cfg, meta)

@@ -6,8 +6,8 @@ this package loads none of them.  See :mod:`tunelab.track.session` for the one-c
 
 from __future__ import annotations
 
+from tunelab.config.tracking import TrackingConfig, WandbConfig
 from tunelab.track.base import FAILED, FINISHED, PRUNED, TrackedRun, Tracker, TrackerCallback, abort_on_error, flatten
-from tunelab.track.config import TrackingConfig, WandbConfig
 from tunelab.track.session import StudyTracking, make_trackers, run_tracking, study_tracking, tracking_callbacks
 from tunelab.track.summary import StudySummary, TrialRow, summarize_study
 

@@ -18,7 +18,7 @@ from tunelab.errors import UserError
 from tunelab.track.base import FAILED, FINISHED, PRUNED, flatten, require
 
 if TYPE_CHECKING:
-    from tunelab.track.config import TrackingConfig
+    from tunelab.config.tracking import TrackingConfig
     from tunelab.track.summary import StudySummary
 
 __all__ = ["MlflowRun", "MlflowTracker"]

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tunelab.config.tracking import TrackingConfig
 from tunelab.track.base import FAILED, FINISHED, Tracker, TrackerCallback, abort_on_error
-from tunelab.track.config import TrackingConfig
 from tunelab.track.summary import StudySummary
 
 __all__ = ["StudyTracking", "make_trackers", "run_tracking", "study_tracking", "tracking_callbacks"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.track.base import FINISHED, flatten, require
 
 if TYPE_CHECKING:
-    from tunelab.track.config import TrackingConfig
+    from tunelab.config.tracking import TrackingConfig
     from tunelab.track.summary import StudySummary
 
 __all__ = ["WandbRun", "WandbTracker"]

@@ -1,14 +1,14 @@
 """Hyperparameter search: study files, search spaces, Optuna studies, phases and workers.
 
-``tune(load_study_config("study.yaml"))`` runs a study; see :mod:`tunelab.tune.spec` for the
+``tune(load_study_config("study.yaml"))`` runs a study; see :mod:`tunelab.config.study` for the
 study file and :mod:`tunelab.tune.runner` for what a run does.
 """
 
 from __future__ import annotations
 
+from tunelab.config import ParamSpec, StudyConfig, load_study_config, study_from_mapping
 from tunelab.tune.runner import LogReporter, Reporter, TuneOptions, TuneResult, TuneStart, auto_tune_all, tune
 from tunelab.tune.space import SearchSpace, build_space
-from tunelab.tune.spec import ParamSpec, StudyConfig, load_study_config, study_from_mapping
 
 __all__ = [
     "LogReporter",

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.config.study import ParamSpec, StudyConfig
 from tunelab.errors import UserError
 from tunelab.results.attrs import STUDY
 from tunelab.storage import make_storage, mask_url, needs_own_heartbeat, study_exists
 from tunelab.tune.space import SearchSpace
-from tunelab.tune.spec import ParamSpec, StudyConfig
 
 if TYPE_CHECKING:
     import optuna

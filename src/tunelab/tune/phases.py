@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.config import load_mapping
+from tunelab.config.defaults import default_space
+from tunelab.config.study import StudyConfig
 from tunelab.errors import UserError
 from tunelab.registry import closest
 from tunelab.results.attrs import STUDY
 from tunelab.results.study import best_trial
-from tunelab.tune.defaults import default_space
 from tunelab.tune.space import FAMILY_PARAM
-from tunelab.tune.spec import StudyConfig
 
 if TYPE_CHECKING:
     import optuna

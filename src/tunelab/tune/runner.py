@@ -18,19 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tunelab.budget import data_size, resolve_defaults
+from tunelab.config.families import SEED000_FAMILIES
+from tunelab.config.study import PrunerConfig, SamplerConfig, StudyConfig
 from tunelab.errors import UserError
 from tunelab.registry import closest
 from tunelab.results.attrs import STUDY, TRIAL
 from tunelab.results.io import write_text
 from tunelab.results.study import StudyWriter, best_trial
 from tunelab.train.callbacks import Callback
-from tunelab.tune.families import SEED000_FAMILIES
 from tunelab.tune.objective import DataCache, Objective, TrialFailed
 from tunelab.tune.owners import close_session, open_session, reap_orphans
 from tunelab.tune.phases import best_params_group, fixed_from_study, load_best_params, previous_phase
 from tunelab.tune.report import trial_line
 from tunelab.tune.space import FAMILY_PARAM, InvalidSample, SearchSpace, build_space
-from tunelab.tune.spec import PrunerConfig, SamplerConfig, StudyConfig
 from tunelab.tune.study import (
     canonical_url,
     default_storage,

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunelab.config import ExperimentConfig, apply_overrides, validate_config
+from tunelab.config.defaults import default_space
+from tunelab.config.families import Family, resolve_family
+from tunelab.config.study import ParamSpec, StudyConfig
 from tunelab.errors import UserError
 from tunelab.registry import MODELS, closest
-from tunelab.tune.defaults import default_space
-from tunelab.tune.families import Family, resolve_family
-from tunelab.tune.spec import ParamSpec, StudyConfig
 
 if TYPE_CHECKING:
     import optuna

@@ -11,7 +11,10 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from tunelab.config.search import optuna_class
+from tunelab.config.study import PrunerConfig, SamplerConfig
 from tunelab.errors import UserError
+from tunelab.registry import PRUNERS, SAMPLERS
 from tunelab.storage import (  # noqa: F401  (re-exported: callers import them from here)
     canonical_url,
     default_storage,
@@ -23,7 +26,6 @@ from tunelab.storage import (  # noqa: F401  (re-exported: callers import them f
     mask_url,
     study_exists,
 )
-from tunelab.tune.spec import PrunerConfig, SamplerConfig
 
 if TYPE_CHECKING:
     import optuna
@@ -43,8 +45,6 @@ __all__ = [
     "new_study_name",
     "nothing_to_resume",
     "open_study",
-    "pruner_class",
-    "sampler_class",
     "study_exists",
 ]
 
@@ -52,47 +52,6 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- samplers / pruners
-
-
-def sampler_class(name: str) -> type:
-    """The Optuna sampler class of a tunelab sampler name."""
-    import optuna.samplers as s
-
-    return {
-        "tpe": s.TPESampler,
-        "random": s.RandomSampler,
-        "grid": s.GridSampler,
-        "cmaes": s.CmaEsSampler,
-        "gp": s.GPSampler,
-        "qmc": s.QMCSampler,
-        "nsga2": s.NSGAIISampler,
-    }[name]
-
-
-def pruner_class(name: str) -> type:
-    """The Optuna pruner class of a tunelab pruner name."""
-    import optuna.pruners as p
-
-    return {
-        "median": p.MedianPruner,
-        "percentile": p.PercentilePruner,
-        "asha": p.SuccessiveHalvingPruner,
-        "successive_halving": p.SuccessiveHalvingPruner,
-        "hyperband": p.HyperbandPruner,
-        "none": p.NopPruner,
-    }[name]
-
-
-#: Defaults that differ from Optuna's (seed 001: 5 startup trials, 5 warmup epochs).
-PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "median": {"n_startup_trials": 5, "n_warmup_steps": 5},
-    "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": 5},
-    "hyperband": {"min_resource": 1, "reduction_factor": 3},
-}
-SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tpe": {"multivariate": True, "group": True},  # conditional spaces: model params together
-    "qmc": {"scramble": True},
-}
 
 
 def make_sampler(
@@ -108,8 +67,8 @@ def make_sampler(
             import cmaes  # noqa: F401  (Optuna imports it lazily, mid-trial; fail here instead)
         except ImportError:
             raise UserError("sampler cmaes needs the 'cmaes' package: pip install cmaes") from None
-    opts = {**SAMPLER_DEFAULTS.get(cfg.name, {}), **cfg.options}
-    cls = sampler_class(cfg.name)
+    opts = {**SAMPLERS.get(cfg.name).defaults, **cfg.options}
+    cls = optuna_class(SAMPLERS, cfg.name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if cfg.name == "grid":
@@ -123,9 +82,9 @@ def make_sampler(
 
 def make_pruner(cfg: PrunerConfig) -> optuna.pruners.BasePruner:
     """Build the pruner, with tunelab's defaults under the user's options."""
-    opts = {**PRUNER_DEFAULTS.get(cfg.name, {}), **cfg.options}
+    opts = {**PRUNERS.get(cfg.name).defaults, **cfg.options}
     try:
-        return pruner_class(cfg.name)(**opts)  # type: ignore[no-any-return]
+        return optuna_class(PRUNERS, cfg.name)(**opts)  # type: ignore[no-any-return]
     except (TypeError, ValueError) as exc:
         raise UserError(f"pruner {cfg.name}: {exc}; fix pruner.options") from None
 

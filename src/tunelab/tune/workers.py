@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab.config.study import PrunerConfig, SamplerConfig
 from tunelab.errors import UserError
 from tunelab.train.callbacks import BaseCallback
 from tunelab.tune.space import SearchSpace
-from tunelab.tune.spec import PrunerConfig, SamplerConfig
 
 __all__ = ["WorkerJob", "run_workers", "worker_seed"]
 

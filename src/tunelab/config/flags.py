@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from tunelab.config import apply_overrides, load_mapping, parse_value
-from tunelab.errors import UserError
-from tunelab.tune.spec import StudyConfig, check_kind, is_study_mapping, study_from_mapping
+from tunelab.config.loader import resolve_base, study_from_mapping, study_mapping
+from tunelab.config.overrides import apply_overrides, split_override
+from tunelab.config.study import StudyConfig
 
 __all__ = ["family_labels", "study_from_flags"]
 
@@ -25,13 +24,6 @@ def family_labels(models: str | None, enhanced: bool | None) -> list[str] | None
     if enhanced is False:  # --standard: seed 000's plain BiLSTM
         labels = ["bilstm_standard" if lab in ("bilstm", "bilstm_enhanced") else lab for lab in labels]
     return labels or None
-
-
-def _split(item: str) -> tuple[str, Any]:
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise UserError(f"override '{item}' must look like section.key=value, e.g. train.lr=3e-4")
-    return key.strip(), parse_value(value.strip())
 
 
 def study_from_flags(
@@ -56,11 +48,7 @@ def study_from_flags(
     root: Path | None = None
     if config is not None:
         path = Path(config)
-        data = load_mapping(path)
-        check_kind(data, str(path), "study file", "run config")  # a run config becomes a study's base
-        data = dict(data) if is_study_mapping(data) else {"base": data}
-        data.setdefault("name", path.stem)
-        source, root = str(path), path.parent
+        data, source, root = study_mapping(path), str(path), path.parent
     else:
         data, source = {}, "command line"
     labels = family_labels(models, enhanced)
@@ -68,10 +56,8 @@ def study_from_flags(
         data["families"] = labels
     data.setdefault("name", "-".join(labels) if labels and len(labels) <= 2 else "tune")
 
-    base = data.get("base")
-    if isinstance(base, str):
-        base = load_mapping(Path(base) if Path(base).is_absolute() or root is None else root / base)
-    items = [_split(o) for o in [*base_flags, *overrides]]
+    base = resolve_base(data.get("base"), root)
+    items = [split_override(o) for o in [*base_flags, *overrides]]
     locked = frozenset(k for k, _ in items)
     if items:
         data["base"] = apply_overrides(base or {}, dict(items))

@@ -1,7 +1,4 @@
-"""The typed config tree: the experiment schema, loading, dotted overrides and round trip.
-
-Config goes in here, validated once, and flows down as plain typed objects.  Nothing below
-this module parses user strings or reads the environment.
+"""The experiment schema: one training run, complete (data, model, train, loss), and its round trip.
 
 Fields tagged ``shape`` decide tensor shapes (they form a trial pack's key); every other
 field is a *value* parameter that may differ between members of one pack.
@@ -9,14 +6,14 @@ field is a *value* parameter that may differ between members of one pack.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+from tunelab.config.base import ModelConfig, StrictModel, shape
+from tunelab.config.errors import format_validation_error
+from tunelab.config.overrides import alias
 from tunelab.errors import UserError
 from tunelab.registry import MODELS, closest
 
@@ -30,27 +27,12 @@ __all__ = [
     "NoiseConfig",
     "StrictModel",
     "TrainConfig",
-    "apply_overrides",
-    "format_validation_error",
-    "load_config",
-    "load_mapping",
+    "dotted_keys",
     "pack_key",
-    "parse_value",
     "save_config",
     "shape",
     "validate_config",
 ]
-
-
-def shape(default: Any, description: str, **kw: Any) -> Any:
-    """A field that changes tensor shapes (part of the pack key)."""
-    return Field(default, description=description, json_schema_extra={"shape": True}, **kw)
-
-
-class StrictModel(BaseModel):
-    """Base of every config section: unknown keys are errors, assignment is validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
 # --------------------------------------------------------------------------- data
@@ -101,15 +83,6 @@ class DataConfig(StrictModel):
         if self.path and "name" not in self.model_fields_set:
             self.name = Path(self.path).stem
         return self
-
-
-# --------------------------------------------------------------------------- model
-
-
-class ModelConfig(StrictModel):
-    """Base of every model family's config; ``name`` picks the family from the registry."""
-
-    name: str
 
 
 # --------------------------------------------------------------------------- train
@@ -192,7 +165,7 @@ class ExperimentConfig(StrictModel):
             raise ValueError("must be a mapping with a 'name' key")
         name = value.get("name", "gru")
         if name not in MODELS and isinstance(name, str):  # a seed alias (bigru, bilstm, temporalcnn, ...)
-            family = _alias(name)
+            family = alias(name)
             if family is not None:
                 fixed = {k.removeprefix("model."): v for k, v in family.overrides().items()}
                 value, name = {**value, **fixed}, family.name
@@ -212,111 +185,6 @@ class ExperimentConfig(StrictModel):
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def _fields_at(cls: type[BaseModel], loc: tuple[Any, ...], data: Any) -> list[str]:
-    """Valid keys of the config section at ``loc`` (for 'did you mean')."""
-    for part in loc:
-        field = cls.model_fields.get(str(part))
-        if field is None:
-            return []
-        data = data.get(part, {}) if isinstance(data, dict) else {}
-        ann = field.annotation
-        if str(part) == "model" and cls is ExperimentConfig:
-            name = data.get("name", "gru") if isinstance(data, dict) else "gru"
-            ann = MODELS.get(name).config if name in MODELS else ModelConfig
-        sub = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not sub:
-            return []
-        cls = sub[0]
-    return list(cls.model_fields)
-
-
-def format_validation_error(err: ValidationError, source: str, root: type[BaseModel], data: Any) -> str:
-    """One line naming the file, the dotted key and the fix."""
-    parts = []
-    for e in err.errors()[:3]:
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            valid = _fields_at(root, loc[:-1], data)
-            hint = closest(str(loc[-1]), valid) if valid else ""
-            parts.append(f"unknown key '{key}'{hint}")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            got = repr(e.get("input"))
-            got = got if len(got) <= 60 else got[:57] + "..."  # a missing key's "input" is its whole section
-            parts.append(f"{key}: {msg}" + ("" if e["type"] == "missing" else f" (got {got})"))
-    more = f" (+{len(err.errors()) - 3} more)" if len(err.errors()) > 3 else ""
-    return f"{source}: " + "; ".join(parts) + more
-
-
-def load_mapping(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON file into a dict, with one-line errors naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: config file not found; check the path")
-    try:
-        text = p.read_text()
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = (
-            f" line {where.line + 1}"
-            if where is not None
-            else (f" line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "")
-        )
-        raise UserError(
-            f"{p}:{line} is not valid YAML/JSON ({getattr(exc, 'problem', None) or exc}); fix the syntax"
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{p}: the top level must be a mapping of sections (data, model, train, ...)")
-    return data
-
-
-def parse_value(text: str) -> Any:
-    """Parse an override value: numbers (also 3e-4), booleans, null, lists, or a plain string."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-        if math.isfinite(value) or text.lower() in ("inf", "-inf"):
-            return value
-    except ValueError:
-        pass
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``data`` with dotted overrides (``train.lr=3e-4``) applied."""
-    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
-    out = json.loads(json.dumps(data))
-    for key, value in items:
-        node = out
-        *head, last = key.split(".")
-        for part in head:
-            nxt = node.get(part)
-            if not isinstance(nxt, dict):
-                nxt = node[part] = {} if nxt is None else nxt
-            if not isinstance(nxt, dict):
-                raise UserError(f"override '{key}': '{part}' is not a section")
-            node = nxt
-        node[last] = value
-        if key == "model.name":  # a new family starts from its own defaults, keeping shared keys
-            family = _alias(value) if isinstance(value, str) and value not in MODELS else None
-            if family is not None:  # an alias names a family and the model.* values it fixes
-                node[last] = family.name
-                for fixed_key, fixed in family.fixed.items():
-                    node[fixed_key.removeprefix("model.")] = fixed
-            _prune_model_keys(out)
-    return out
 
 
 def dotted_keys() -> list[str]:
@@ -342,44 +210,12 @@ def dotted_keys() -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def _alias(name: str) -> Any:
-    """The :class:`~tunelab.tune.families.Family` a seed alias names (``bigru`` → gru,
-    bidirectional), or None for a name that is no alias."""
-    from tunelab.tune.families import ALIASES, resolve_family  # the aliases live with the families
-
-    return resolve_family(name) if name in ALIASES else None
-
-
-def _prune_model_keys(data: dict[str, Any]) -> None:
-    model = data.get("model")
-    if isinstance(model, dict) and model.get("name") in MODELS:
-        valid = MODELS.get(model["name"]).config.model_fields  # type: ignore[union-attr]
-        data["model"] = {k: v for k, v in model.items() if k in valid}
-
-
-def _split(item: str) -> tuple[str, Any]:
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise UserError(f"override '{item}' must look like section.key=value, e.g. train.lr=3e-4")
-    return key.strip(), parse_value(value.strip())
-
-
 def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
     """Validate a plain mapping into an ExperimentConfig, raising a one-line UserError."""
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
         raise UserError(format_validation_error(err, source, ExperimentConfig, data)) from None
-
-
-def load_config(
-    path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
-) -> ExperimentConfig:
-    """Load an experiment config from YAML/JSON (or defaults), apply dotted overrides, validate."""
-    data = load_mapping(path) if path is not None else {}
-    if overrides:
-        data = apply_overrides(data, overrides)
-    return validate_config(data, str(path) if path is not None else "overrides")
 
 
 def save_config(cfg: BaseModel) -> dict[str, Any]:

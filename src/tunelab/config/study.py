@@ -26,21 +26,20 @@ Every mistake is a one-line :class:`~tunelab.errors.UserError` naming the file a
 
 from __future__ import annotations
 
-import inspect
 import math
-from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args, get_origin
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from tunelab.config import ExperimentConfig, StrictModel, load_mapping, validate_config
+from tunelab.config import search
+from tunelab.config.base import StrictModel
+from tunelab.config.experiment import ExperimentConfig
+from tunelab.config.families import check_family, resolve_family
 from tunelab.errors import UserError
-from tunelab.registry import MODELS, closest
+from tunelab.registry import MODELS, PRUNERS, SAMPLERS, Registry, closest
 
 __all__ = [
     "METRICS",
-    "PRUNERS",
-    "SAMPLERS",
     "BudgetConfig",
     "ObjectiveConfig",
     "ParamSpec",
@@ -51,13 +50,10 @@ __all__ = [
     "check_kind",
     "file_kind",
     "is_study_mapping",
-    "load_study_config",
     "metric_direction",
-    "study_from_mapping",
+    "study_hint",
 ]
 
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2")
-PRUNERS = ("median", "percentile", "asha", "successive_halving", "hyperband", "none")
 _SPLIT_METRICS = ("loss", "acc", "f1", "mse", "mae", "snr_db", "snr_gain_db")
 #: Every name an objective may use: split metrics of a finished run, and facts about the run.
 METRICS = (
@@ -209,18 +205,8 @@ class ObjectiveConfig(StrictModel):
         return metrics, list(self.directions) or [metric_direction(m) for m in metrics]
 
 
-def _options_of(kind: str, name: str) -> tuple[list[str], bool]:
-    """Constructor keywords of an Optuna sampler/pruner (for 'unknown option' errors)."""
-    from tunelab.tune.study import pruner_class, sampler_class
-
-    cls = sampler_class(name) if kind == "sampler" else pruner_class(name)
-    params = inspect.signature(cls).parameters
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return [n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)], var_kw
-
-
-def _check_options(kind: str, name: str, options: dict[str, Any], reserved: tuple[str, ...] = ()) -> None:
-    valid, var_kw = _options_of(kind, name)
+def _check_options(registry: Registry[Any], name: str, options: dict[str, Any], reserved: tuple[str, ...] = ()) -> None:
+    valid, var_kw = search.option_names(registry, name)
     for key in options:
         if key in reserved:
             raise ValueError(f"option '{key}' is set by tunelab; remove it")
@@ -233,9 +219,7 @@ def _check_options(kind: str, name: str, options: dict[str, Any], reserved: tupl
 class _ByName(StrictModel):
     """An Optuna sampler or pruner chosen by name (or a bare string); ``options`` go to its constructor."""
 
-    kind: ClassVar[str]
-    known: ClassVar[tuple[str, ...]]
-    aliases: ClassVar[dict[str, str]]
+    registry: ClassVar[Registry[Any]]
     reserved: ClassVar[tuple[str, ...]] = ()  # constructor keywords tunelab sets itself
 
     name: str
@@ -249,25 +233,24 @@ class _ByName(StrictModel):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        name = cls.aliases.get(name.lower(), name.lower())
-        if name not in cls.known:
+        name = cls.registry.resolve(name.lower())
+        known = cls.registry.names()
+        if name not in known:
             raise ValueError(
-                f"unknown {cls.kind} '{name}'{closest(name, list(cls.known))}; choose one of: {', '.join(cls.known)}"
+                f"unknown {cls.registry.kind} '{name}'{closest(name, known)}; choose one of: {', '.join(known)}"
             )
         return name
 
     @model_validator(mode="after")
     def _options(self) -> _ByName:
-        _check_options(self.kind, self.name, self.options, reserved=self.reserved)
+        _check_options(self.registry, self.name, self.options, reserved=self.reserved)
         return self
 
 
 class SamplerConfig(_ByName):
     """Optuna sampler by name; ``options`` go to its constructor (``seed`` comes from the study)."""
 
-    kind: ClassVar[str] = "sampler"
-    known: ClassVar[tuple[str, ...]] = SAMPLERS
-    aliases: ClassVar[dict[str, str]] = {"nsgaii": "nsga2", "cma": "cmaes", "cma-es": "cmaes"}
+    registry: ClassVar[Registry[Any]] = SAMPLERS
     reserved: ClassVar[tuple[str, ...]] = ("seed", "search_space")
 
     name: str = "tpe"
@@ -276,9 +259,7 @@ class SamplerConfig(_ByName):
 class PrunerConfig(_ByName):
     """Optuna pruner by name.  Median defaults to 5 startup trials and 5 warmup epochs (seed 001)."""
 
-    kind: ClassVar[str] = "pruner"
-    known: ClassVar[tuple[str, ...]] = PRUNERS
-    aliases: ClassVar[dict[str, str]] = {"sha": "successive_halving", "nop": "none", "off": "none"}
+    registry: ClassVar[Registry[Any]] = PRUNERS
 
     name: str = "median"
 
@@ -342,8 +323,6 @@ class StudyConfig(StrictModel):
     def _families(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
-        from tunelab.tune.families import check_family
-
         if not value:
             raise ValueError("families is empty; list at least one model family")
         for f in value:
@@ -363,8 +342,6 @@ class StudyConfig(StrictModel):
 
     def family_names(self) -> list[str]:
         """The candidate model families (for validating ``model.*`` keys)."""
-        from tunelab.tune.families import resolve_family
-
         return [resolve_family(f).name for f in self.families] if self.families else [self.base.model.name]
 
 
@@ -452,43 +429,8 @@ def check_kind(data: Any, source: str, *accepted: str) -> None:
         )
 
 
-def _format(err: ValidationError, source: str) -> str:
-    """One line naming the file, the dotted key and the fix (dict keys such as parameter names
-    are kept verbatim, so 'space.train.lr.low' reads as the user wrote it)."""
-    parts = []
-    for e in err.errors()[:2]:
-        loc = [
-            str(p)
-            for p in e["loc"]
-            if not (isinstance(p, str) and (p.startswith("function-") or p in ("list[...]", "dict[str,...]")))
-        ]
-        loc = [
-            p
-            for p in loc
-            if p
-            not in (
-                "constrained-str",
-                "str",
-                "int",
-                "float",
-                "bool",
-                "none",
-                "ParamSpec",
-                "list[union[bool,int,float,str,none]]",
-                "literal['all']",
-            )
-        ]
-        key = ".".join(loc) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{key}'{_study_hint(loc)}")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            parts.append(f"{key}: {msg}")
-    more = f" (+{len(err.errors()) - 2} more)" if len(err.errors()) > 2 else ""
-    return f"{source}: " + "; ".join(parts) + more
-
-
-def _study_hint(loc: list[str]) -> str:
+def study_hint(loc: list[str]) -> str:
+    """' (did you mean ...)' for an unknown key of a study file at ``loc``."""
     last = loc[-1]
     if len(loc) == 1:
         return closest(last, list(StudyConfig.model_fields))
@@ -504,78 +446,3 @@ def _study_hint(loc: list[str]) -> str:
     if loc[0] in ("space", "phases"):
         return closest(last, list(ParamSpec.model_fields))
     return ""
-
-
-def study_from_mapping(data: dict[str, Any], source: str = "study", root: Path | None = None) -> StudyConfig:
-    """Validate a mapping into a StudyConfig; ``base`` may be a path relative to ``root``."""
-    data = dict(data)
-    base = data.get("base")
-    if isinstance(base, str):
-        path = Path(base) if Path(base).is_absolute() or root is None else root / base
-        data["base"] = load_mapping(path)
-    base_data = data.get("base") or {}
-    if not isinstance(base_data, dict):
-        raise UserError(f"{source}: base must be a mapping (an experiment config) or a path to one")
-    base_cfg = validate_config(base_data, f"{source} (base)")  # experiment errors name the base's keys
-    try:
-        cfg = StudyConfig.model_validate({**data, "base": base_cfg})
-    except ValidationError as err:
-        raise UserError(_format(err, source)) from None
-    _check_references(cfg, source)
-    return cfg
-
-
-def load_study_config(path: str | Path) -> StudyConfig:
-    """Load a study file.  A plain experiment file (no study keys) becomes the base of a study
-    with tunelab's default search space (seed 000's ``--config my_custom_config.json``)."""
-    p = Path(path)
-    data = load_mapping(p)
-    check_kind(data, str(p), "study file", "run config")  # a run config becomes a study's base
-    if not is_study_mapping(data):
-        data = {"base": data}
-    data.setdefault("name", p.stem)
-    return study_from_mapping(data, str(p), p.parent)
-
-
-def _check_references(cfg: StudyConfig, source: str) -> None:
-    """Cross-field checks: keys exist, phases name known parameters, conditions are resolvable."""
-    from tunelab.tune.defaults import default_space
-
-    space = cfg.space if cfg.space is not None else default_space(cfg.family_names())
-    families = MODELS.names()  # a space may serve several families: model.* keys of any family are valid
-    for key in cfg.space or {}:
-        check_config_key(key, families, f"{source}: space")
-    for name, grid in cfg.grids.items():
-        for key in grid:
-            check_config_key(key, families, f"{source}: grids.{name}")
-    for name, phase in cfg.phases.items():
-        if isinstance(phase, list):
-            for key in phase:
-                if key == "model.name" and not cfg.families:
-                    raise UserError(
-                        f"{source}: phases.{name}: model.name needs the families to search; add families: [gru, lstm, ...]"
-                    )
-                if key not in space and key not in ("all", "model.name"):
-                    raise UserError(
-                        f"{source}: phases.{name}: '{key}' is not in space{closest(key, list(space))}; add it to space or give the phase its own sub-space"
-                    )
-        elif isinstance(phase, dict):
-            for key in phase:
-                check_config_key(key, families, f"{source}: phases.{name}")
-        elif not space:
-            raise UserError(f"{source}: phases.{name}: 'all' needs a space section")
-    spaces = [("space", space)] + [(f"phases.{n}", p) for n, p in cfg.phases.items() if isinstance(p, dict)]
-    for where, sp in spaces:
-        known = set(space) | set(sp)
-        for key, spec in sp.items():
-            for dep in spec.when or {}:
-                if dep == key:
-                    raise UserError(f"{source}: {where}.{key}.when: a parameter cannot depend on itself")
-                if dep not in known and dep != "model.name":
-                    try:
-                        check_config_key(dep, families, f"{source}: {where}.{key}.when")
-                    except UserError:
-                        raise UserError(
-                            f"{source}: {where}.{key}.when: '{dep}' is not a parameter of the space{closest(dep, sorted(known))} "
-                            "nor a config key; condition on a searched parameter"
-                        ) from None

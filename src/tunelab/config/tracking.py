@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tunelab.config import StrictModel
+from tunelab.config.base import StrictModel
 
 __all__ = ["AUTO", "TrackingConfig", "WandbConfig"]
 

@@ -29,10 +29,9 @@ class Family:
         return {"model.name": self.name, **self.fixed}
 
 
-def _bilstm(kind: str) -> dict[str, Any]:
-    from tunelab.models.bilstm_enhanced import variant
-
-    return {k: v for k, v in variant(kind).items() if k != "model.name"}  # type: ignore[arg-type]
+def _variant(name: str, kind: str) -> dict[str, Any]:
+    """The ``model.*`` values a registered model's variant fixes (the model registers them)."""
+    return {f"model.{k}": v for k, v in MODELS.get(name).variants[kind].items()}
 
 
 #: Seed names → (registered model, what they fix).  Resolved lazily (the models may be plugins).
@@ -54,7 +53,7 @@ def resolve_family(label: str) -> Family:
     if label in ALIASES:
         name, variant = ALIASES[label]
         if variant == "standard":  # every enhancement fixed off
-            return Family(label, name, _bilstm(variant))
+            return Family(label, name, _variant(name, variant))
         if variant == "bidirectional":
             return Family(label, name, {"model.bidirectional": True})
         return Family(label, name)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunelab.config.study import ParamSpec
 from tunelab.registry import MODELS
-from tunelab.tune.spec import ParamSpec
 
 __all__ = ["COMMON", "FAMILY_SPACES", "default_space"]
 
