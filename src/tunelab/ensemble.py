@@ -142,9 +142,9 @@ def _members_from_study(study_dir: Path, top_k: int) -> tuple[list[dict[str, Any
 
 
 def _data_key(cfg: Any) -> str:
-    from tunelab.tune.objective import DataCache
+    from tunelab.data import data_key
 
-    return f"{DataCache.source(cfg)} seed {cfg.seed}"
+    return data_key(cfg.data, cfg.seed)
 
 
 def _member_logits(checkpoints: list[Path], device: str) -> tuple[Any, list[dict[str, Tensor]], list[float], list[Any]]:

@@ -2,7 +2,7 @@
 Pareto front), plots (PNG + interactive HTML), one self-contained report.html, and a live monitor.
 
 Extraction (``extract``) returns plain data and renders nothing; ``analyze`` adds plots and writes
-everything through ``tunelab.results.analysis_io``.  Works on finished and running studies.
+everything through ``tunelab.analysis.writers``.  Works on finished and running studies.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def analyze(
         _close(figures)
         return result
 
-    from tunelab.results.analysis_io import PLOTLY_JS, write_analysis_tables, write_plots, write_report
+    from tunelab.analysis.writers import PLOTLY_JS, write_analysis_tables, write_plots, write_report
 
     if report:
         from tunelab.analysis.report import render_report

@@ -1,7 +1,7 @@
 """Plots: thin renderers over ``optuna.visualization`` (plotly, interactive HTML) and
 ``optuna.visualization.matplotlib`` (PNG), plus train/val loss curves read from the trials' metrics.jsonl.
 
-``build_plots`` returns figures; ``tunelab.results.analysis_io.write_plots`` writes them.  A plot
+``build_plots`` returns figures; ``tunelab.analysis.writers.write_plots`` writes them.  A plot
 whose data is missing (no completed trial, fewer than two varying parameters, ...) is returned with
 ``skipped`` set to the reason instead of failing the analysis.
 """

@@ -20,7 +20,7 @@ from tunelab.data.augment import augment
 from tunelab.data.base import DataMeta, SequenceData, Task
 from tunelab.data.formats import load_file
 from tunelab.data.noise import add_noise, make_denoising, measure_snr_db
-from tunelab.data.pipeline import Splits, load_dataset, prepare
+from tunelab.data.pipeline import Splits, data_key, load_dataset, prepare
 
 __all__ = [
     "DataMeta",
@@ -29,6 +29,7 @@ __all__ = [
     "Task",
     "add_noise",
     "augment",
+    "data_key",
     "load_dataset",
     "load_file",
     "make_denoising",

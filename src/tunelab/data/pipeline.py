@@ -40,7 +40,7 @@ from tunelab.registry import DATASETS
 if TYPE_CHECKING:
     from tunelab.config import DataConfig
 
-__all__ = ["TEST_SPLIT_SEED", "Splits", "load_dataset", "prepare"]
+__all__ = ["TEST_SPLIT_SEED", "Splits", "data_key", "load_dataset", "prepare"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ def _load_file(path: str, options: dict[str, Any]) -> SequenceData:
     if p.is_dir():  # a folder's files change without touching the folder's own stamp
         stamp = (hash(tuple((f.name, f.stat().st_mtime_ns) for f in sorted(p.iterdir()))), st.st_size)
     return _clone(_cached_file(str(p.resolve()), stamp, key))
+
+
+def data_key(cfg: DataConfig, seed: int) -> str:
+    """What identifies the prepared splits of ``cfg`` with ``seed`` (augmentation and bucketing
+    act on batches, not on the data): equal keys, equal splits."""
+    return f"{json.dumps(cfg.model_dump(mode='json', exclude={'augment', 'bucket'}), sort_keys=True)} seed {seed}"
 
 
 def load_dataset(cfg: DataConfig, seed: int = 0) -> SequenceData:

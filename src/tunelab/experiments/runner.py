@@ -132,12 +132,13 @@ def _checked_data(jobs: list[Job], metric: str, path: str | Path) -> DataCache:
     """Each data source of the set, loaded once before any storage file or study is created (so
     bad data, or an objective its task lacks, fails as one line and leaves nothing behind); the
     cache then serves the trials."""
+    from tunelab.data import data_key
     from tunelab.tune.objective import DataCache
     from tunelab.tune.runner import check_objectives
 
     firsts: dict[str, Any] = {}  # the first job of each source: the first trial finds its data cached
     for job in jobs:
-        firsts.setdefault(DataCache.source(job.config), job.config)
+        firsts.setdefault(data_key(job.config.data, 0), job.config)  # one per source, whatever the seed
     data = DataCache(max_items=1)
     for cfg in firsts.values():
         check_objectives([metric], str(data.get(cfg).meta.task), f"{path}: metrics")

@@ -210,7 +210,7 @@ def _child(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    import tunelab  # noqa: F401  (registers the built-in models)
+    import tunelab.models  # noqa: F401  (registers the built-in models)
     from tunelab.plugins import load_plugin
 
     try:

@@ -17,7 +17,6 @@ Every trial records the :class:`~tunelab.results.attrs.TRIAL` attributes.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
 import time
@@ -99,18 +98,12 @@ class DataCache:
         self.max_items = max_items
         self._items: dict[str, Any] = {}
 
-    @staticmethod
-    def source(cfg: ExperimentConfig) -> str:
-        """What identifies ``cfg``'s prepared data, its seed aside (augmentation and bucketing act
-        on batches, not on the data)."""
-        return json.dumps(cfg.data.model_dump(mode="json", exclude={"augment", "bucket"}), sort_keys=True)
-
     def get(self, cfg: ExperimentConfig) -> Any:
         if self.fixed is not None:
             return self.fixed
-        from tunelab.data import prepare
+        from tunelab.data import data_key, prepare
 
-        key = f"{self.source(cfg)} seed {cfg.seed}"
+        key = data_key(cfg.data, cfg.seed)
         if key not in self._items:
             if len(self._items) >= self.max_items:
                 self._items.pop(next(iter(self._items)))

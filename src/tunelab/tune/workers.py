@@ -98,7 +98,7 @@ def _worker_main(job: WorkerJob, index: int, remaining: Any, lock: Any, stop: An
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     import torch
 
-    import tunelab  # noqa: F401  (registers the built-in models)
+    import tunelab.models  # noqa: F401  (registers the built-in models)
     from tunelab.plugins import load_plugin
     from tunelab.tune.objective import Objective, TrialFailed
     from tunelab.tune.owners import close_session, open_session, set_host_id

@@ -1155,7 +1155,7 @@ def dashboard_cmd(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port to listen on")] = 8080,
 ) -> None:
     """Open optuna-dashboard on a study's storage (STUDY_DIR, or --storage URL for every study in it)."""
-    from tunelab.track.dashboard import resolve_target, serve
+    from tunelab.analysis.dashboard import resolve_target, serve
 
     target = resolve_target(study_dir, storage, study)
 
@@ -1168,4 +1168,4 @@ def dashboard_cmd(
         console.print("dashboard stopped", highlight=False)
 
 
-from tunelab import cli_cluster as _cluster  # noqa: E402, F401  (registers storage-server, worker, pull)
+from tunelab.cli import cluster as _cluster  # noqa: E402, F401  (registers storage-server, worker, pull)
