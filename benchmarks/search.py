@@ -233,7 +233,7 @@ def run_study(s: Settings, dataset: str, method: str, seed: int, scratch: str) -
     from tunelab.config import PrunerConfig, SamplerConfig, study_from_mapping
     from tunelab.results.attrs import TRIAL
     from tunelab.train.callbacks import BaseCallback, EpochReport, FitContext, StopTraining
-    from tunelab.tune.objective import Objective, TrialFailed
+    from tunelab.tune.execution.objective import Objective, TrialFailed
     from tunelab.tune.space import build_space
     from tunelab.tune.study import make_pruner, make_sampler, open_study
 

@@ -30,10 +30,10 @@ LAYERS: dict[str, int] = {
     "tune": 9,
     "experiments": 10,
     "export": 10,
-    "__init__": 11,  # the public API (tunelab.train, tunelab.tune, tunelab.analyze, ...)
-    "api": 11,
-    "cli": 12,
-    "__main__": 13,
+    "api": 11,  # the public API: tunelab.train, tunelab.tune, tunelab.analyze
+    "__init__": 12,  # re-exports the public API
+    "cli": 13,
+    "__main__": 14,
 }
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80

@@ -21,7 +21,7 @@ import json
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -189,52 +189,9 @@ def export_model(
     lengths = torch.tensor([6, 3])
     x[1, 3:] = 0
     probes = probes or [probe_batch(channels, 3, 11, seed=2), probe_batch(channels, 1, 4, seed=3)]
-    other = "torchscript" if fmt == "onnx" else "onnx"
     with tempfile.TemporaryDirectory() as tmp:
-        if fmt == "onnx":
-            data, exporter, errors = _onnx_bytes(model, x, lengths, seq2seq, Path(tmp))
-            if not data:
-                raise UserError(
-                    f"model.name={family} cannot be exported to ONNX with torch {torch.__version__} ({'; '.join(errors)}); use --format {other}"
-                )
-
-            def run(px: Tensor, pl: Tensor) -> Tensor:
-                return _run_onnx(data, px, pl)
-        else:
-            try:
-                with _quiet(), torch.no_grad():
-                    traced = torch.jit.trace(model, (x, lengths), check_trace=False)
-            except Exception as exc:
-                raise UserError(
-                    f"model.name={family} cannot be traced to TorchScript ({_first_line(exc)}); use --format {other}"
-                ) from None
-            exporter = "jit.trace"
-            buf = Path(tmp) / "model.pt"
-            with _quiet():
-                torch.jit.save(traced, str(buf))
-            data = buf.read_bytes()
-
-            def run(px: Tensor, pl: Tensor) -> Tensor:
-                with torch.no_grad(), _quiet():
-                    return traced(px, pl)  # type: ignore[no-any-return]
-
-        diff = 0.0
-        for px, pl in probes:
-            with torch.no_grad():
-                want = model(px, pl).float()
-            try:
-                got = run(px, pl).float()
-            except Exception as exc:
-                raise UserError(
-                    f"model.name={family}: the {fmt} export fails on a batch of another size/length ({_first_line(exc)}); use --format {other}"
-                ) from None
-            if got.shape != want.shape or not torch.allclose(got, want, atol=ATOL, rtol=RTOL):
-                bad = float((got - want).abs().max()) if got.shape == want.shape else float("inf")
-                raise UserError(
-                    f"model.name={family}: the {fmt} export ({exporter}) disagrees with PyTorch on variable-length input "
-                    f"(max |diff| {bad:.3g}); use --format {other}"
-                )
-            diff = max(diff, float((got - want).abs().max()) if got.numel() else 0.0)
+        data, exporter, run = _convert(model, x, lengths, fmt, family, seq2seq, Path(tmp))
+        diff = _check_probes(model, run, probes, fmt, exporter, family)
     out = Path(path)
     write_bytes(out, data)
     out_shape = "[batch, time, channels_out]" if seq2seq else "[batch, n_out]"
@@ -250,6 +207,71 @@ def export_model(
         },
         output=f"float32 {out_shape}",
     )
+
+
+def _convert(
+    model: nn.Module, x: Tensor, lengths: Tensor, fmt: str, family: str, seq2seq: bool, tmp: Path
+) -> tuple[bytes, str, Callable[[Tensor, Tensor], Tensor]]:
+    """The exported file's bytes, the exporter used, and a function running the export."""
+    other = "torchscript" if fmt == "onnx" else "onnx"
+    if fmt == "onnx":
+        data, exporter, errors = _onnx_bytes(model, x, lengths, seq2seq, tmp)
+        if not data:
+            raise UserError(
+                f"model.name={family} cannot be exported to ONNX with torch {torch.__version__} ({'; '.join(errors)}); use --format {other}"
+            )
+
+        def run(px: Tensor, pl: Tensor) -> Tensor:
+            return _run_onnx(data, px, pl)
+    else:
+        try:
+            with _quiet(), torch.no_grad():
+                traced = torch.jit.trace(model, (x, lengths), check_trace=False)
+        except Exception as exc:
+            raise UserError(
+                f"model.name={family} cannot be traced to TorchScript ({_first_line(exc)}); use --format {other}"
+            ) from None
+        exporter = "jit.trace"
+        buf = tmp / "model.pt"
+        with _quiet():
+            torch.jit.save(traced, str(buf))
+        data = buf.read_bytes()
+
+        def run(px: Tensor, pl: Tensor) -> Tensor:
+            with torch.no_grad(), _quiet():
+                return traced(px, pl)  # type: ignore[no-any-return]
+
+    return data, exporter, run
+
+
+def _check_probes(
+    model: nn.Module,
+    run: Callable[[Tensor, Tensor], Tensor],
+    probes: list[tuple[Tensor, Tensor]],
+    fmt: str,
+    exporter: str,
+    family: str,
+) -> float:
+    """The largest difference between the export and PyTorch on ``probes``; a UserError beyond tolerance."""
+    other = "torchscript" if fmt == "onnx" else "onnx"
+    diff = 0.0
+    for px, pl in probes:
+        with torch.no_grad():
+            want = model(px, pl).float()
+        try:
+            got = run(px, pl).float()
+        except Exception as exc:
+            raise UserError(
+                f"model.name={family}: the {fmt} export fails on a batch of another size/length ({_first_line(exc)}); use --format {other}"
+            ) from None
+        if got.shape != want.shape or not torch.allclose(got, want, atol=ATOL, rtol=RTOL):
+            bad = float((got - want).abs().max()) if got.shape == want.shape else float("inf")
+            raise UserError(
+                f"model.name={family}: the {fmt} export ({exporter}) disagrees with PyTorch on variable-length input "
+                f"(max |diff| {bad:.3g}); use --format {other}"
+            )
+        diff = max(diff, float((got - want).abs().max()) if got.numel() else 0.0)
+    return diff
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -326,21 +348,11 @@ def export_run(
     rows join the random probes, so the export is also checked on real, variable-length data.
     ``<out>.json`` beside the file records the inputs, output, classes, normalisation and check.
     """
-    from tunelab.ensemble import ensemble_checkpoint, is_ensemble, load_ensemble_model
+    from tunelab.ensemble import load_ensemble_model
     from tunelab.results.io import load_checkpoint
     from tunelab.train.checkpoint import load_model
 
-    ensemble = is_ensemble(run)
-    ckpt = Path(run)
-    home = ckpt.parent if ckpt.is_file() else ckpt  # where model.<format> goes by default
-    if ensemble:  # a `tunelab ensemble` folder: its first deep member's checkpoint names the data
-        ckpt = ensemble_checkpoint(run)
-    elif ckpt.is_dir():
-        ckpt = ckpt / "best_model.pt"
-    if not ckpt.is_file():
-        raise UserError(
-            f"{run}: no best_model.pt there; pass a run or study directory written by tunelab, or a checkpoint file"
-        )
+    ckpt, home, ensemble = _checkpoint(run)
     if data is None:
         from tunelab.config import validate_config
         from tunelab.data import prepare
@@ -372,13 +384,43 @@ def export_run(
         )
     if out is None:
         out = (home if ensemble else ckpt.parent) / f"model{SUFFIX.get(fmt, '.' + fmt)}"
+    probes = _test_probes(data, mean, std) if baked else _test_probes(data, None, None)
+    result = export_model(model, meta.channels, out, fmt, family=family, seq2seq=meta.task == "seq2seq", probes=probes)
+    sidecar = _sidecar(result, ckpt, meta, baked, notes if ensemble else None, (mean, std, t_mean, t_std))
+    write_json(Path(str(result.path) + ".json"), sidecar)
+    return result
+
+
+def _checkpoint(run: str | Path) -> tuple[Path, Path, bool]:
+    """The checkpoint of a run/study/ensemble folder (or file), where the export goes by default,
+    and whether it is a `tunelab ensemble` folder."""
+    from tunelab.ensemble import ensemble_checkpoint, is_ensemble
+
+    ensemble = is_ensemble(run)
+    ckpt = Path(run)
+    home = ckpt.parent if ckpt.is_file() else ckpt  # where model.<format> goes by default
+    if ensemble:  # a `tunelab ensemble` folder: its first deep member's checkpoint names the data
+        ckpt = ensemble_checkpoint(run)
+    elif ckpt.is_dir():
+        ckpt = ckpt / "best_model.pt"
+    if not ckpt.is_file():
+        raise UserError(
+            f"{run}: no best_model.pt there; pass a run or study directory written by tunelab, or a checkpoint file"
+        )
+    return ckpt, home, ensemble
+
+
+def _test_probes(data: Any, mean: Tensor | None, std: Tensor | None) -> list[tuple[Tensor, Tensor]] | None:
+    """Up to 16 test rows (in the data's own units when ``mean``/``std`` are given: the
+    normalisation is inside the graph) beside two random batches of other sizes."""
+    meta = data.meta
     probes = None
     test = data.test
     if len(test) and not test.extras:
         n = min(16, len(test))
         t = int(test.lengths[:n].max())
         x, lengths = test.x[:n, :t].float().cpu(), test.lengths[:n].long().cpu()
-        if baked and mean is not None and std is not None:  # back to the data's units, as a user would feed it
+        if mean is not None and std is not None:  # back to the data's units, as a user would feed it
             valid = (torch.arange(t)[None, :] < lengths[:, None]).unsqueeze(-1)
             x = torch.where(valid, x * std.float() + mean.float(), torch.zeros(()))
         probes = [
@@ -386,8 +428,21 @@ def export_run(
             probe_batch(meta.channels, 3, t + 5, seed=2),
             probe_batch(meta.channels, 1, max(2, t // 2), seed=3),
         ]
-    result = export_model(model, meta.channels, out, fmt, family=family, seq2seq=meta.task == "seq2seq", probes=probes)
-    sidecar = {
+    return probes
+
+
+def _sidecar(
+    result: ExportResult,
+    ckpt: Path,
+    meta: Any,
+    baked: bool,
+    notes: list[str] | None,
+    stats: tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None],
+) -> dict[str, Any]:
+    """``<out>.json``: the inputs, output, classes, normalisation and check of an export."""
+    mean, std, t_mean, t_std = stats
+    ensemble = notes is not None
+    return {
         **result.to_dict(),
         "source": str(ckpt),
         "task": meta.task,
@@ -411,8 +466,6 @@ def export_run(
             if v is not None
         },
     }
-    write_json(Path(str(result.path) + ".json"), sidecar)
-    return result
 
 
 def _jsonable(obj: Any) -> Any:

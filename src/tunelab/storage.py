@@ -14,7 +14,7 @@
   the proxy's few database connections.
 
 Journal, Redis and gRPC storages have no built-in heartbeat, so tunelab beats one itself
-(:mod:`tunelab.tune.heartbeat`) with the same retry rule (:func:`needs_own_heartbeat`).
+(:mod:`tunelab.tune.execution.heartbeat`) with the same retry rule (:func:`needs_own_heartbeat`).
 
 Passwords never reach the console or a file: :func:`mask_url` is applied to every URL we show.
 """

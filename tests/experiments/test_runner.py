@@ -113,7 +113,7 @@ def test_an_interrupted_set_resumes_with_the_queued_trials(tmp_path) -> None:
 def test_a_killed_run_is_resumed_and_its_trial_rerun(tmp_path) -> None:
     from tunelab.experiments.runner import _open, _plan
     from tunelab.experiments.spec import load_experiment_set
-    from tunelab.tune.owners import OWNER_ATTR, this_process
+    from tunelab.tune.execution.owners import OWNER_ATTR, this_process
 
     path = _write(tmp_path, SET.replace("repeats: 2", "repeats: 1"))
     _, jobs = load_experiment_set(path)

@@ -53,7 +53,7 @@ LR_ONLY = {"train.lr": {"low": 1e-3, "high": 3e-2, "log": True}, "train.weight_d
 
 def test_pack_size_auto_measures_the_device_and_packs(tmp_path: Path, splits: Any) -> None:
     from tunelab.config import ExperimentConfig
-    from tunelab.tune.packs import AUTO_CAP, _measured_fit
+    from tunelab.tune.execution.packs import AUTO_CAP, _measured_fit
 
     base = {**tiny_study().base.model_dump(), "device": "cuda"}
     study = tiny_study(base=base, space=LR_ONLY, budget={"n_trials": 6})

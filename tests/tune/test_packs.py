@@ -16,7 +16,7 @@ from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
 from tunelab.train import BaseCallback, fit
 from tunelab.tune import tune
-from tunelab.tune.packs import members_that_fit, parse_pack_size, resolve_pack_size
+from tunelab.tune.execution.packs import members_that_fit, parse_pack_size, resolve_pack_size
 
 LR_ONLY = {"train.lr": {"low": 1e-3, "high": 3e-2, "log": True}, "train.weight_decay": {"low": 1e-5, "high": 1e-2}}
 
@@ -54,8 +54,8 @@ def test_members_are_pruned_alone(tmp_path: Path, splits: Any) -> None:
     again = optuna.create_study(study_name="odd", storage=storage, direction="maximize", pruner=_PruneOdd())
     for t in s.trials:
         again.enqueue_trial(t.params)
-    from tunelab.tune.objective import Objective
-    from tunelab.tune.packs import run_packs
+    from tunelab.tune.execution.objective import Objective
+    from tunelab.tune.execution.packs import run_packs
     from tunelab.tune.space import build_space
 
     objective = Objective(build_space(study), ["val_f1"], tmp_path / "odd", data=splits)
@@ -127,7 +127,7 @@ def _prune_epochs(
     """Five running members report six epochs beside six finished trials; (epoch, member) pruned, reads."""
     import random
 
-    from tunelab.tune.reads import SharedReads
+    from tunelab.tune.reporting.reads import SharedReads
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp / 'prune.db'}")
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize", pruner=pruner)

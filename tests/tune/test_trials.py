@@ -15,7 +15,7 @@ from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
 from tunelab.train import BaseCallback
 from tunelab.tune import tune
-from tunelab.tune.objective import TrialCallback
+from tunelab.tune.execution.objective import TrialCallback
 
 
 def _study(result: Any) -> optuna.Study:

@@ -125,7 +125,7 @@ def test_a_phase_that_searches_everything_follows_no_other_and_joins_the_newest_
 ) -> None:
     from tests.tune.conftest import options, tiny_study
     from tunelab.tune import tune
-    from tunelab.tune.phases import previous_phase
+    from tunelab.tune.space.phases import previous_phase
 
     cfg = tiny_study(**{**PHASED, "phases": {**PHASED["phases"], "full_with_model": ["all"]}})
     assert previous_phase(cfg, "arch") == "coarse"

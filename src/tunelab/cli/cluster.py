@@ -17,7 +17,7 @@ HOST_ID_ENV = "TUNELAB_HOST_ID"
 
 def host_id_from_env() -> str | None:
     """The test-only host override (``TUNELAB_HOST_ID``), applied to this process's trial claims."""
-    from tunelab.tune.owners import set_host_id
+    from tunelab.tune.execution.owners import set_host_id
 
     value = os.environ.get(HOST_ID_ENV) or None
     set_host_id(value)
@@ -67,7 +67,7 @@ def worker_cmd(
     """Join a study from any host and run its trials until the study's budget is spent."""
     from tunelab.cli import load_plugins
     from tunelab.storage import mask_url
-    from tunelab.tune.cluster import join_study
+    from tunelab.tune.execution.cluster import join_study
 
     load_plugins(plugin)
     console.print(f"worker: study [bold]{study_name}[/] in {mask_url(storage)}", highlight=False)

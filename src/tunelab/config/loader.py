@@ -27,6 +27,7 @@ __all__ = [
     "load_any",
     "load_config",
     "load_mapping",
+    "load_run_config",
     "load_study_config",
     "resolve_base",
     "study_from_mapping",
@@ -67,6 +68,17 @@ def load_config(
     if overrides:
         data = apply_overrides(data, overrides)
     return validate_config(data, str(path) if path is not None else "overrides")
+
+
+def load_run_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """:func:`load_config` for a command that runs one config: a study file or an experiment set
+    given by mistake is named as such, with the command that runs it."""
+    try:
+        return load_config(path, overrides)
+    except UserError:
+        if path is not None:
+            check_kind(load_mapping(path), str(path), "run config")
+        raise
 
 
 def resolve_base(base: Any, root: Path | None) -> Any:

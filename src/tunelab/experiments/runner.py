@@ -7,10 +7,10 @@ whose hash matches are skipped, trials still queued are kept, and the rest are e
 interrupted set resumes where it stopped, and an experiment whose overrides changed runs again.
 
 The engine, storage and artifacts are ``tune``'s: trials run through
-:class:`tunelab.tune.objective.Objective` (a :class:`FixedSpace` hands it each queued job's
+:class:`tunelab.tune.execution.objective.Objective` (a :class:`FixedSpace` hands it each queued job's
 config), the storage comes from :func:`tunelab.storage.make_storage`, a trial whose process
-was killed is failed and re-queued when the set runs again (:mod:`tunelab.tune.owners`, and
-heartbeats for other hosts), ``--workers`` uses :func:`tunelab.tune.workers.run_workers`, and
+was killed is failed and re-queued when the set runs again (:mod:`tunelab.tune.execution.owners`, and
+heartbeats for other hosts), ``--workers`` uses :func:`tunelab.tune.execution.workers.run_workers`, and
 :class:`tunelab.results.study.StudyWriter` writes ``study.json``, ``trials.csv``,
 ``study_results.json`` and one ``trials/<number>-<time>/`` run directory per trial.  The
 comparison lands beside: ``comparison.{csv,json,md}`` and ``plots/``.
@@ -33,7 +33,7 @@ from tunelab.results.attrs import STUDY
 from tunelab.results.io import write_json, write_text
 
 if TYPE_CHECKING:
-    from tunelab.tune.objective import DataCache
+    from tunelab.tune.execution.objective import DataCache
 
 __all__ = [
     "EXPERIMENT",
@@ -73,7 +73,7 @@ class SetResult:
 class FixedSpace:
     """A 'search space' that samples nothing: a trial's config is its queued job's.
 
-    It lets ``tune``'s :class:`~tunelab.tune.objective.Objective` run experiment trials, so
+    It lets ``tune``'s :class:`~tunelab.tune.execution.objective.Objective` run experiment trials, so
     they are trained, recorded and fail exactly as tune's trials do.
     """
 
@@ -133,8 +133,8 @@ def _checked_data(jobs: list[Job], metric: str, path: str | Path) -> DataCache:
     bad data, or an objective its task lacks, fails as one line and leaves nothing behind); the
     cache then serves the trials."""
     from tunelab.data import data_key
-    from tunelab.tune.objective import DataCache
-    from tunelab.tune.runner import check_objectives
+    from tunelab.tune.checks import check_objectives
+    from tunelab.tune.execution.objective import DataCache
 
     firsts: dict[str, Any] = {}  # the first job of each source: the first trial finds its data cached
     for job in jobs:
@@ -157,8 +157,8 @@ def _optimize(
 ) -> None:
     """Train ``n_trials`` queued trials in this process, exactly as tune trains a trial."""
     from tunelab.storage import is_rdb
-    from tunelab.tune.objective import Objective, TrialFailed
-    from tunelab.tune.runner import trial_context
+    from tunelab.tune.execution.objective import Objective, TrialFailed
+    from tunelab.tune.execution.run import trial_context
 
     ctx = trial_context(study, None if is_rdb(url) else HEARTBEAT)  # tune's own heartbeat on journal storages
     objective = Objective(FixedSpace(jobs), [metric], study_dir, prune=False, trial_context=ctx, data=data)  # type: ignore[arg-type]
@@ -179,7 +179,7 @@ def _run_workers(
     """``workers`` processes share the queue through tune's worker pool (one shared trial counter,
     so exactly the queued trials run and none is sampled)."""
     from tunelab.config.study import PrunerConfig, SamplerConfig
-    from tunelab.tune.workers import WorkerJob, run_workers
+    from tunelab.tune.execution.workers import WorkerJob, run_workers
 
     job = WorkerJob(
         storage_url=url,
@@ -232,7 +232,7 @@ def run_experiment_set(
 
     from tunelab.results.study import StudyWriter
     from tunelab.storage import canonical_url, default_storage
-    from tunelab.tune.owners import close_session, open_session, reap_orphans
+    from tunelab.tune.execution.owners import close_session, open_session, reap_orphans
 
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
@@ -255,7 +255,7 @@ def run_experiment_set(
     writer = StudyWriter(study_dir)
     writer.start(spec.name, url, shown, {"experiment_set": spec_dict, "overrides": list(overrides or [])})
 
-    session = open_session(study)  # before any trial runs: see tunelab.tune.owners
+    session = open_session(study)  # before any trial runs: see tunelab.tune.execution.owners
     try:
         reap_orphans(study, HEARTBEAT[2], me=session)  # trials of a killed run: failed and re-queued now
         with warnings.catch_warnings():

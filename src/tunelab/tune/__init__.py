@@ -1,7 +1,13 @@
-"""Hyperparameter search: study files, search spaces, Optuna studies, phases and workers.
+"""Hyperparameter search: search spaces, Optuna studies, phases and workers.
 
-``tune(load_study_config("study.yaml"))`` runs a study; see :mod:`tunelab.config.study` for the
-study file and :mod:`tunelab.tune.runner` for what a run does.
+``tune(load_study_config("study.yaml"))`` runs a study (the study file's schema is
+:mod:`tunelab.config.study`).  By concept:
+
+* ``space/``: a study's space → Optuna suggestions → a concrete config; phases;
+* ``prepare.py`` (with ``checks.py``, ``naming.py``, ``study.py``): everything before the first trial;
+* ``execution/``: the objective, packs, worker processes and hosts, owners, heartbeats, cluster jobs;
+* ``reporting/``: the reporter protocol, the console, summary rows, reads of a running study;
+* ``runner.py``: :func:`tune` = prepare, run the trials, analyse; :func:`auto_tune_all`.
 """
 
 from __future__ import annotations

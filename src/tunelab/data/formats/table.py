@@ -87,7 +87,6 @@ def load_table(
     name: str | None = None,
 ) -> SequenceData:
     """Load a long-format ``.csv``/``.parquet`` table (see the module doc for its columns)."""
-    import pandas as pd
 
     p = Path(path)
     df = _read(p, sep)
@@ -98,6 +97,44 @@ def load_table(
     idc = _column(cols, "id_col", id_col, p, required=True)
     tc = _column(cols, "time_col", time_col, p, required=False)
     sc = _column(cols, "split_col", split_col, p, required=False)
+    lcs, feats = _labels_and_features(df, cols, (idc, tc, sc), label_col, feature_cols, p)
+    if df[idc].isna().any():
+        row = int(np.flatnonzero(df[idc].isna().to_numpy())[0])
+        raise UserError(f"{p}: row {row + 2} has no sequence id in '{idc}'; every row needs one")  # +2: header, 1-based
+
+    codes, uniques, order = _order(df, idc, tc, p)
+    df = df.iloc[order]
+    codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    bounds = np.r_[starts[1:], len(df)]
+    values = df[feats].to_numpy(dtype=np.float64)
+    seqs = [values[a:b] for a, b in zip(starts, bounds, strict=True)]
+    ids = [str(uniques[codes[a]]) for a in starts]
+
+    label_frame = df[lcs]
+    if task == "seq2seq":
+        tv = label_frame.to_numpy(dtype=np.float64)
+        labels: Any = [tv[a:b] for a, b in zip(starts, bounds, strict=True)]
+    else:
+        labels = _per_sequence(label_frame, starts, bounds, ids, p, lcs)
+    split = None
+    if sc is not None:
+        split = _per_sequence(df[[sc]], starts, bounds, ids, p, [sc])
+    try:
+        return assemble(
+            seqs, labels, source=str(p), name=name or p.stem, task=task, split=split, missing=missing, what="sequence"
+        )
+    except UserError as exc:
+        raise UserError(_name_ids(str(exc), ids)) from None
+
+
+def _labels_and_features(
+    df: Any, cols: list[str], named: tuple[str | None, ...], label_col: Any, feature_cols: list[str] | None, p: Path
+) -> tuple[list[str], list[str]]:
+    """The label column(s) and the numeric feature columns (every other column by default)."""
+    import pandas as pd
+
+    idc, tc, sc = named
     if isinstance(label_col, list | tuple):
         for c in label_col:
             _column(cols, "label_col", c, p, required=True)
@@ -124,9 +161,13 @@ def load_table(
             raise UserError(
                 f"{p}: feature column '{c}' is not numeric (e.g. {bad.iloc[0]!r}); fix it or list the numeric columns in data.options.feature_cols"
             )
-    if df[idc].isna().any():
-        row = int(np.flatnonzero(df[idc].isna().to_numpy())[0])
-        raise UserError(f"{p}: row {row + 2} has no sequence id in '{idc}'; every row needs one")  # +2: header, 1-based
+    return lcs, feats
+
+
+def _order(df: Any, idc: str | None, tc: str | None, p: Path) -> tuple[Any, Any, Any]:
+    """Sequence codes (in order of first appearance), their ids, and the row order: by sequence,
+    then by time when a time column is given (numbers or dates)."""
+    import pandas as pd
 
     codes, uniques = pd.factorize(df[idc], sort=False)  # sequences in order of first appearance
     if tc is not None:
@@ -141,29 +182,7 @@ def load_table(
         order = np.lexsort((t.to_numpy(), codes))
     else:
         order = np.argsort(codes, kind="stable")
-    df = df.iloc[order]
-    codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    bounds = np.r_[starts[1:], len(df)]
-    values = df[feats].to_numpy(dtype=np.float64)
-    seqs = [values[a:b] for a, b in zip(starts, bounds, strict=True)]
-    ids = [str(uniques[codes[a]]) for a in starts]
-
-    label_frame = df[lcs]
-    if task == "seq2seq":
-        tv = label_frame.to_numpy(dtype=np.float64)
-        labels: Any = [tv[a:b] for a, b in zip(starts, bounds, strict=True)]
-    else:
-        labels = _per_sequence(label_frame, starts, bounds, ids, p, lcs)
-    split = None
-    if sc is not None:
-        split = _per_sequence(df[[sc]], starts, bounds, ids, p, [sc])
-    try:
-        return assemble(
-            seqs, labels, source=str(p), name=name or p.stem, task=task, split=split, missing=missing, what="sequence"
-        )
-    except UserError as exc:
-        raise UserError(_name_ids(str(exc), ids)) from None
+    return codes, uniques, order
 
 
 def _per_sequence(frame: Any, starts: np.ndarray, bounds: np.ndarray, ids: list[str], p: Path, cols: list[str]) -> Any:

@@ -103,7 +103,7 @@ def _reap(study: optuna.Study, own: tuple[int, int, int] | None) -> None:
     import optuna
 
     if own is not None:
-        from tunelab.tune.heartbeat import reap_stale
+        from tunelab.tune.execution.heartbeat import reap_stale
 
         reap_stale(study, own[1], own[2])
     else:
@@ -152,11 +152,11 @@ def _run(url: str, name: str, save_dir: str, device: str | None, index: int, hos
     """Run trials of study ``name`` until its budget is spent; returns how many this worker ran."""
     import optuna
 
-    from tunelab.tune.objective import Objective, TrialFailed
-    from tunelab.tune.owners import close_session, open_session, reap_orphans, set_host_id
-    from tunelab.tune.runner import trial_context
+    from tunelab.tune.execution.objective import Objective, TrialFailed
+    from tunelab.tune.execution.owners import close_session, open_session, reap_orphans, set_host_id
+    from tunelab.tune.execution.run import trial_context
+    from tunelab.tune.execution.workers import _STOP_ASKED, worker_seed
     from tunelab.tune.study import make_pruner, make_sampler
-    from tunelab.tune.workers import _STOP_ASKED, worker_seed
 
     set_host_id(host_id)
     storage, plain, stored = _open(url, name)
@@ -204,7 +204,7 @@ def _child(
     parent: int,
     plugins: tuple[str, ...] = (),
 ) -> None:
-    from tunelab.tune.workers import _follow_parent
+    from tunelab.tune.execution.workers import _follow_parent
 
     _follow_parent(parent)
     import optuna

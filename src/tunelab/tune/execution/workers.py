@@ -100,9 +100,9 @@ def _worker_main(job: WorkerJob, index: int, remaining: Any, lock: Any, stop: An
 
     import tunelab.models  # noqa: F401  (registers the built-in models)
     from tunelab.plugins import load_plugin
-    from tunelab.tune.objective import Objective, TrialFailed
-    from tunelab.tune.owners import close_session, open_session, set_host_id
-    from tunelab.tune.runner import trial_context
+    from tunelab.tune.execution.objective import Objective, TrialFailed
+    from tunelab.tune.execution.owners import close_session, open_session, set_host_id
+    from tunelab.tune.execution.run import trial_context
     from tunelab.tune.study import is_rdb, make_pruner, make_sampler, make_storage
 
     # share the cores: N processes each using every core would oversubscribe them many times over
@@ -119,7 +119,7 @@ def _worker_main(job: WorkerJob, index: int, remaining: Any, lock: Any, stop: An
         study = optuna.load_study(
             study_name=job.study_name, storage=storage, sampler=sampler, pruner=make_pruner(job.pruner)
         )
-        session = open_session(study)  # before any trial: see tunelab.tune.owners
+        session = open_session(study)  # before any trial: see tunelab.tune.execution.owners
         ctx = trial_context(study, None if is_rdb(job.storage_url) else (interval, grace, retry))
         objective = Objective(
             job.space,
@@ -152,7 +152,7 @@ def run_workers(
 ) -> None:
     """Run ``n_trials`` trials on ``n_workers`` processes; ``poll()`` runs every ``interval`` s in
     this process (report progress) and returns True to stop the workers after their current trial."""
-    from tunelab.tune.owners import host_id
+    from tunelab.tune.execution.owners import host_id
 
     job.extra.setdefault("workers", n_workers)
     job.extra.setdefault("host_id", host_id())

@@ -35,8 +35,8 @@ from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
 from tunelab.results.study import StudyWriter
 from tunelab.train.callbacks import BaseCallback, Callback, Diverged, EpochReport, FitContext
-from tunelab.tune.owners import claim
-from tunelab.tune.reads import SharedReads
+from tunelab.tune.execution.owners import claim
+from tunelab.tune.reporting.reads import SharedReads
 from tunelab.tune.space import InvalidSample, SearchSpace
 
 if TYPE_CHECKING:
@@ -263,13 +263,18 @@ class Objective:
         trial, and the follower records it before user callbacks run."""
         return [*extra, run.follow, *self.callbacks]
 
-    def _fit(self, trial: optuna.Trial, run: TrialRun) -> RunResult:
+    def train(self, trial: optuna.Trial, run: TrialRun) -> RunResult:
+        """Train one trial's config alone: its data from the cache, inside the trial's context (the
+        solo path of packs uses it too); exceptions propagate to the caller."""
         from tunelab.train import fit
 
+        data = self.data.get(run.cfg)
+        with self.context(trial, run.params) as extra:
+            return fit(run.cfg, data=data, callbacks=self.fit_callbacks(run, extra), run_dir=run.run_dir)
+
+    def _fit(self, trial: optuna.Trial, run: TrialRun) -> RunResult:
         try:
-            data = self.data.get(run.cfg)
-            with self.context(trial, run.params) as extra:
-                return fit(run.cfg, data=data, callbacks=self.fit_callbacks(run, extra), run_dir=run.run_dir)
+            return self.train(trial, run)
         except BaseException as exc:  # noqa: BLE001  (fail() re-raises it as the outcome Optuna records)
             self.fail(trial, run, exc)
             raise  # unreachable: fail() always raises

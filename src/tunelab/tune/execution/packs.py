@@ -23,8 +23,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
-from tunelab.tune.objective import Objective, TrialFailed, TrialRun, _free_memory
-from tunelab.tune.reads import SharedReads
+from tunelab.tune.execution.objective import Objective, TrialFailed, TrialRun, _free_memory
+from tunelab.tune.reporting.reads import SharedReads
 
 __all__ = ["AUTO_CAP", "members_that_fit", "parse_pack_size", "resolve_pack_size", "run_packs"]
 
@@ -218,13 +218,9 @@ def _tell_outcome(
 
 
 def _solo(batch: _Batch, objective: Objective, trial: optuna.Trial, run: TrialRun) -> None:
-    from tunelab.train import fit
-
     result, error = None, None
     try:
-        data = objective.data.get(run.cfg)
-        with objective.context(trial, run.params) as extra:
-            result = fit(run.cfg, data=data, callbacks=objective.fit_callbacks(run, extra), run_dir=run.run_dir)
+        result = objective.train(trial, run)
     except BaseException as exc:  # noqa: BLE001  (told as the trial's outcome)
         error = exc
     _tell_outcome(batch, objective, trial, run, result, error)

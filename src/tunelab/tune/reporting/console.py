@@ -11,8 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from tunelab.results.study import best_trial
-from tunelab.tune.report import best_summary, fmt_value, trial_line
-from tunelab.tune.runner import TuneResult, TuneStart
+from tunelab.tune.reporting.report import best_summary, fmt_value, trial_line
+from tunelab.tune.reporting.reporter import TuneResult, TuneStart
 
 if TYPE_CHECKING:
     import optuna

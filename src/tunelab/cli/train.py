@@ -1,0 +1,277 @@
+"""``tunelab train``, ``evaluate``, ``ensemble`` and ``export``: one model at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tunelab.cli import app, console, load_plugins
+from tunelab.cli.options import (
+    BatchOpt,
+    ClassesOpt,
+    ConfigOpt,
+    DataPathOpt,
+    DatasetOpt,
+    DeviceOpt,
+    EpochsOpt,
+    MlflowOpt,
+    MlflowUriOpt,
+    OverridesArg,
+    PatienceOpt,
+    PluginOpt,
+    SaveDirOpt,
+    SeedOpt,
+    TensorboardOpt,
+    WandbEntityOpt,
+    WandbGroupOpt,
+    WandbOpt,
+    WandbProjectOpt,
+    flag_overrides,
+    fmt,
+    tracking_config,
+    tracking_hints,
+    writable,
+)
+from tunelab.errors import UserError
+
+
+class ConsoleTable:
+    """A live per-epoch table: one row per epoch as it finishes (works in a pipe too).
+
+    ``lr`` is the learning rate of the model's body (``train.lr`` as scheduled); ``lr_head`` is
+    shown beside it only when the head trains at another rate.  Columns that do not fit the
+    console's width are dropped (the least telling first), so a row never wraps into fragments.
+    """
+
+    columns = (
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_acc",
+        "val_f1",
+        "val_mse",
+        "val_snr_db",
+        "lr",
+        "lr_head",
+        "grad_norm",
+        "seconds",
+    )
+    drop_first = ("grad_norm", "lr_head", "seconds", "val_snr_db")  # when the console is too narrow
+
+    def __init__(self) -> None:
+        self.shown: tuple[str, ...] = ()
+
+    def on_fit_start(self, ctx: object) -> None:
+        self.shown = ()
+
+    @staticmethod
+    def _lrs(metrics: dict[str, object]) -> dict[str, object]:
+        groups = {k.removeprefix("lr/"): v for k, v in metrics.items() if k.startswith("lr/")}
+        if not groups:
+            return {}
+        body = groups.get("body", next(iter(groups.values())))
+        out = {"lr": body}
+        if "head" in groups and groups["head"] != body:
+            out["lr_head"] = groups["head"]
+        return out
+
+    @staticmethod
+    def _width(col: str) -> int:
+        return max(len(col), 9)  # "1.234e-05" is 9 characters
+
+    def on_epoch_end(self, ctx: object, report: object) -> None:
+        metrics = {"epoch": report.epoch, **report.metrics}  # type: ignore[attr-defined]
+        metrics |= self._lrs(metrics)
+        if not self.shown:
+            shown = [c for c in self.columns if c in metrics]
+            for col in self.drop_first:
+                if sum(self._width(c) + 2 for c in shown) + 2 <= console.width:
+                    break
+                if col in shown:
+                    shown.remove(col)
+            self.shown = tuple(shown)
+            console.print("  ".join(f"{c:>{self._width(c)}}" for c in self.shown), style="bold", highlight=False, soft_wrap=True)  # fmt: skip
+        mark = " *" if report.improved else ""  # type: ignore[attr-defined]
+        cells = (f"{fmt(metrics[c]) if c in metrics else '-':>{self._width(c)}}" for c in self.shown)
+        console.print("  ".join(cells) + mark, highlight=False, soft_wrap=True)
+
+    def on_fit_end(self, ctx: object, result: object) -> None:
+        return None
+
+
+def _run_name(model: str) -> str:
+    import time
+
+    return f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# --------------------------------------------------------------------------- train / evaluate
+
+
+@app.command()
+def train(
+    overrides: OverridesArg = None,
+    config: ConfigOpt = None,
+    save_dir: SaveDirOpt = Path("runs"),
+    name: Annotated[str | None, typer.Option("--name", help="run directory name (default: model-timestamp)")] = None,
+    model: Annotated[str | None, typer.Option("--model", "--model-type", help="model family")] = None,
+    epochs: EpochsOpt = None,
+    patience: PatienceOpt = None,
+    batch_size: BatchOpt = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="train.lr")] = None,
+    device: DeviceOpt = None,
+    data_path: DataPathOpt = None,
+    dataset: DatasetOpt = None,
+    classes: ClassesOpt = None,
+    seed: SeedOpt = None,
+    plugin: PluginOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no per-epoch table")] = False,
+    mlflow: MlflowOpt = False,
+    mlflow_uri: MlflowUriOpt = None,
+    wandb: WandbOpt = False,
+    wandb_project: WandbProjectOpt = None,
+    wandb_entity: WandbEntityOpt = None,
+    wandb_group: WandbGroupOpt = None,
+    tensorboard: TensorboardOpt = False,
+) -> None:
+    """Train one model from a config file and/or dotted overrides; writes a run directory."""
+    load_plugins(plugin)
+    import tunelab.api
+    from tunelab.config.loader import load_run_config
+
+    flags = flag_overrides(
+        model=model,
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        lr=lr,
+        device=device,
+        data_path=data_path,
+        dataset=dataset,
+        classes=classes,
+        seed=seed,
+    )
+    cfg = load_run_config(config, flags + list(overrides or []))
+    run_dir = writable(save_dir) / (name or _run_name(cfg.model.name))
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(f"{run_dir}: run directory already exists; pick another --name or --save-dir")
+    tracking = tracking_config(
+        save_dir,
+        mlflow=mlflow,
+        mlflow_uri=mlflow_uri,
+        wandb=wandb,
+        wandb_project=wandb_project,
+        wandb_entity=wandb_entity,
+        wandb_group=wandb_group,
+        tensorboard=tensorboard,
+    )
+
+    def announce(cfg: Any, picked: str) -> None:
+        console.print(picked, highlight=False, soft_wrap=True)
+        where = f"[bold]{cfg.model.name}[/] on [bold]{cfg.data.path or cfg.data.name}[/] → {run_dir}"
+        console.print(f"training {where}", highlight=False, soft_wrap=True)
+
+    callbacks: list[Any] = [] if quiet else [ConsoleTable()]
+    result = tunelab.api.train(cfg, run_dir=run_dir, callbacks=callbacks, tracking=tracking, on_start=announce)
+    m = result.metrics
+    shown = {k: v for k, v in m.items() if k.startswith("test_") or k in ("val_loss", "val_acc", "val_f1")}
+    console.print(
+        f"best epoch {result.best_epoch}/{result.epochs} ({result.stop_reason}), {result.n_params:,} parameters, "
+        f"{result.seconds:.1f}s\n" + "  ".join(f"{k}={fmt(v)}" for k, v in shown.items()),
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
+    for hint in tracking_hints(tracking):
+        console.print(hint, highlight=False, soft_wrap=True)  # commands stay copy-pastable
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="run or study directory, or a best_model.pt checkpoint")],
+    device: DeviceOpt = None,
+    plugin: PluginOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print metrics as JSON")] = False,
+    data_path: Annotated[
+        str | None, typer.Option("--data-path", help="the data file or folder here (default: the saved data.path)")
+    ] = None,
+) -> None:
+    """Re-evaluate a trained model on its validation and test splits, without training (the seeds' --test-only)."""
+    load_plugins(plugin)
+    import json
+
+    from tunelab.ensemble import evaluate_ensemble, is_ensemble
+    from tunelab.train.checkpoint import evaluate_checkpoint
+
+    if is_ensemble(run):
+        metrics = evaluate_ensemble(run, device or "auto")
+    else:
+        metrics = evaluate_checkpoint(run, device or "auto", data_path)
+    if as_json:
+        console.print_json(json.dumps(metrics))
+        return
+    for k, v in metrics.items():
+        console.print(f"{k:>18}  {fmt(v)}", highlight=False)
+
+
+@app.command("ensemble")
+def ensemble_cmd(
+    study_dir: Annotated[Path, typer.Argument(help="a runs/<study> folder written by `tunelab tune`")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="how many of the best trials to average")] = 5,
+    with_reference: Annotated[
+        bool, typer.Option("--with-reference", help="add MiniRocket as one more member (refitted; tunelab[baselines])")
+    ] = False,
+    device: DeviceOpt = None,
+    plugin: PluginOpt = None,
+) -> None:
+    """Average the calibrated probabilities of the study's K best trials; score on test; save STUDY_DIR/ensemble/."""
+    load_plugins(plugin)
+    from tunelab.ensemble import build_ensemble, describe
+
+    result = build_ensemble(study_dir, top_k, with_reference=with_reference, device=device or "auto")
+    for line in describe(result):
+        console.print(line, highlight=False)
+    console.print(
+        f"saved {result.path}  (re-evaluate: tunelab evaluate {result.path}; export: tunelab export {result.path})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+# --------------------------------------------------------------------------- export
+
+
+@app.command("export")
+def export_cmd(
+    run: Annotated[Path, typer.Argument(help="run or study directory, or a best_model.pt checkpoint")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx | torchscript")] = "onnx",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="output file (default: model.onnx / model.torchscript.pt beside the checkpoint)"
+        ),
+    ] = None,
+    normalization: Annotated[
+        bool,
+        typer.Option(
+            "--normalization/--no-normalization",
+            help="put the data's normalisation inside the graph (raw inputs) or leave it to the caller",
+        ),
+    ] = True,
+    plugin: PluginOpt = None,
+) -> None:
+    """Export the best model with dynamic batch and length axes (inputs x [B,T,C], lengths [B]), checked against PyTorch."""
+    load_plugins(plugin)
+    from tunelab.export import export_run
+
+    result = export_run(run, fmt, out, normalize=normalization)
+    console.print(
+        f"exported {result.family} to {result.path} ({result.format} via {result.exporter}); "
+        f"max |diff| vs PyTorch on variable-length batches: {result.max_abs_diff:.2g}\n"
+        f"inputs: x {result.inputs['x']}; lengths {result.inputs['lengths']} → out {result.output}\n"
+        f"details (classes, normalisation): {result.path}.json",
+        highlight=False,
+        markup=False,
+    )
