@@ -117,6 +117,13 @@ _SEED_FLAGS = ("epochs", "patience", "batch_size", "device", "data_path", "datas
 _TRACKING_FLAGS = ("mlflow", "mlflow_uri", "wandb", "wandb_project", "wandb_entity", "wandb_group", "tensorboard")
 
 
+def _quiet_optuna() -> None:
+    """The console reporter prints Optuna-style lines itself."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
 @app.command("tune")
 def tune_cmd(
     overrides: OverridesArg = None,
@@ -161,14 +168,12 @@ def tune_cmd(
     """Search hyperparameters (and model families) with Optuna; writes runs/<study>/ with the best model."""
     flags = dict(locals())  # every flag by name: the config is built from them below
     load_plugins(plugin)
-    import optuna
-
     import tunelab.api
     from tunelab.config.flags import family_labels, study_from_flags
     from tunelab.tune import TuneOptions
     from tunelab.tune.reporting.console import ConsoleReporter
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the reporter prints Optuna-style lines itself
+    _quiet_optuna()
     # `--best-params runs/*/phase*/best_params.json`: the shell passes the glob's other files as arguments
     more = [o for o in overrides or [] if best_params is not None and "=" not in o and Path(o).is_file()]
     cfg, locked = study_from_flags(
