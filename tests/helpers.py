@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -45,3 +50,46 @@ def no_study_reference(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
         from tunelab.baselines import reference
 
         monkeypatch.setattr(reference, "ENABLED", False)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The environment of a tunelab subprocess: this checkout, one thread."""
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
+
+
+def cli_cmd(*args: str) -> list[str]:
+    """The command line of ``tunelab ARGS`` (``python -m tunelab``, this interpreter)."""
+    return [sys.executable, "-m", "tunelab", *args]
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    """The real command line in a subprocess (every test that runs the CLI out of process uses this)."""
+    return subprocess.run(
+        cli_cmd(*args), cwd=cwd, env=env(**extra_env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+# small widths and depths so registry-wide matrices run in seconds on two CPU cores
+SIZE_FIELDS = {"hidden_dim": 16, "d_model": 16, "ff_dim": 32, "channels": 16, "conv_channels": 16, "base_channels": 8}
+DEPTH_FIELDS = {"num_layers": 2, "num_blocks": 3, "conv_layers": 2, "depth": 2}
+
+
+def tiny_model_values(name: str, sizes: dict[str, int] | None = None) -> dict[str, Any]:
+    """A registered family's defaults, shrunk (``sizes`` caps the width fields), dropout off: the
+    tiny settings every registry-driven test starts from, so a new family is covered unchanged."""
+    from tunelab.registry import MODELS
+
+    caps = {**SIZE_FIELDS, **(sizes or {})}
+    values: dict[str, Any] = {}
+    for field, info in MODELS.get(name).config.model_fields.items():  # type: ignore[union-attr]
+        default = info.default
+        if field in caps and isinstance(default, int):
+            values[field] = min(default, caps[field])
+        elif field in DEPTH_FIELDS and isinstance(default, int):
+            values[field] = min(default, DEPTH_FIELDS[field])
+        elif "dropout" in field and isinstance(default, float):
+            values[field] = 0.0
+    return values

@@ -142,15 +142,13 @@ def auto_tune_all(
     cfg: StudyConfig | str | Path | None = None,
     families: Sequence[str] | None = None,
     options: TuneOptions | None = None,
-    *,
-    data: Any | None = None,
-    callbacks: Sequence[Callback] = (),
-    reporter: Reporter | None = None,
+    **run: Any,
 ) -> list[TuneResult]:
-    """One study per model family in turn, then a comparison (``tunelab tune --auto-tune-all``)."""
+    """One study per model family in turn, then a comparison (``tunelab tune --auto-tune-all``);
+    ``run`` takes :func:`tune`'s keywords (``data``, ``callbacks``, ``reporter``)."""
     from tunelab.tune import auto_tune_all as run_all
 
-    return run_all(_study(cfg), families, options, data=data, callbacks=callbacks, reporter=reporter)
+    return run_all(_study(cfg), families, options, **run)
 
 
 def analyze(

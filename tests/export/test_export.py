@@ -8,36 +8,42 @@ import pytest
 import torch
 
 import tunelab  # noqa: F401  (fills the model registry)
-from tests.helpers import tiny_splits
-from tunelab.config import load_config
+from tests.helpers import tiny_model_values, tiny_splits
+from tunelab.config import load_config, validate_config
 from tunelab.data.base import DataMeta
 from tunelab.errors import UserError
 from tunelab.export import export_model, export_run, probe_batch
 from tunelab.models import build_model
+from tunelab.models.base import supported_tasks
+from tunelab.registry import MODELS
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 META = DataMeta("tiny", 3, 16, n_classes=4, class_names=("a", "b", "c", "d"))
-FAMILIES = {
-    "gru": ["model.hidden_dim=8", "model.num_layers=2", "model.bidirectional=true"],
-    "lstm": ["model.hidden_dim=8", "model.num_layers=1", "model.pooling=attention"],
-    "conv_gru": ["model.hidden_dim=8", "model.conv_channels=8"],
-    "tcn": ["model.channels=8", "model.num_blocks=2"],
-    "transformer": ["model.d_model=8", "model.num_heads=2", "model.ff_dim=16"],
-    "fcn": ["model.width=8"],
-    "resnet": ["model.base_filters=4", "model.res_blocks=2"],
-    "inception_time": ["model.nb_filters=4", "model.num_modules=3", "model.longest_kernel=8"],
+#: sharper tiny shapes for some families (each family starts from its registry defaults, shrunk)
+SETTINGS = {
+    "gru": {"hidden_dim": 8, "num_layers": 2, "bidirectional": True},
+    "lstm": {"hidden_dim": 8, "num_layers": 1, "pooling": "attention"},
+    "transformer": {"d_model": 8, "num_heads": 2, "ff_dim": 16},
+    "resnet": {"base_filters": 4, "res_blocks": 2},
+    "inception_time": {"nb_filters": 4, "num_modules": 3, "longest_kernel": 8},
 }
+#: every registered family that classifies (the export checks are on a classification head)
+FAMILIES = [f for f in MODELS.names() if "classification" in supported_tasks(MODELS.get(f).config)]  # type: ignore[arg-type]
 
 
 def _model(family: str, meta: DataMeta = META) -> torch.nn.Module:
-    cfg = load_config(None, [f"model.name={family}", *FAMILIES.get(family, [])])
+    values = {
+        **tiny_model_values(family, sizes={"hidden_dim": 8, "channels": 8, "conv_channels": 8, "width": 8}),
+        **SETTINGS.get(family, {}),
+    }
+    cfg = validate_config({"model": {"name": family, **values}})
     torch.manual_seed(0)
     return build_model(cfg.model, meta).eval()
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_onnx_matches_pytorch_on_variable_length_input(family: str, tmp_path) -> None:
     model = _model(family)
     result = export_model(model, 3, tmp_path / "m.onnx", "onnx", family=family)

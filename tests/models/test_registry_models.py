@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.helpers import tiny_model_values
 from torch import Tensor
 
 import tunelab  # noqa: F401  (fills the registries)
@@ -28,9 +29,6 @@ for _plugin in PLUGINS:
     load_plugin(str(_plugin))
 
 FAMILIES = MODELS.names()
-# small widths so the whole matrix runs in seconds on two CPU cores
-SIZE_FIELDS = {"hidden_dim": 16, "d_model": 16, "ff_dim": 32, "channels": 16, "conv_channels": 16, "base_channels": 8}
-DEPTH_FIELDS = {"num_layers": 2, "num_blocks": 3, "conv_layers": 2, "depth": 2}
 LENGTHS = [13, 1, 5, 9, 13, 2, 7, 11]
 
 
@@ -46,15 +44,7 @@ PRIMARY = [(name, _tasks(name)[0]) for name in FAMILIES]
 def tiny_config(name: str, **extra: Any) -> ModelConfig:
     """The family's defaults, shrunk; dropout off so tiny-batch tests are deterministic."""
     cls = MODELS.get(name).config
-    values: dict[str, Any] = {}
-    for field, info in cls.model_fields.items():  # type: ignore[union-attr]
-        default = info.default
-        if field in SIZE_FIELDS and isinstance(default, int):
-            values[field] = min(default, SIZE_FIELDS[field])
-        elif field in DEPTH_FIELDS and isinstance(default, int):
-            values[field] = min(default, DEPTH_FIELDS[field])
-        elif "dropout" in field and isinstance(default, float):
-            values[field] = 0.0
+    values = tiny_model_values(name)
     return cls(**{**values, **extra})  # type: ignore[misc]
 
 

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from contextlib import redirect_stderr, redirect_stdout
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.helpers import cli_cmd, env, run_cli  # noqa: F401  (the one CLI subprocess helper)
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULTS = str(Path(__file__).resolve().parent / "plugins" / "faults.py")
@@ -47,22 +48,6 @@ def study_file(path: Path, **kw: Any) -> Path:
     data.update(kw)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def env(**extra: str) -> dict[str, str]:
-    """The environment of a tunelab subprocess: this checkout, one thread."""
-    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
-
-
-def cli_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tunelab", *args]
-
-
-def run_cli(*args: str, cwd: Path, timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    """The real command line in a subprocess."""
-    return subprocess.run(
-        cli_cmd(*args), cwd=cwd, env=env(**extra_env), capture_output=True, text=True, timeout=timeout
-    )
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.reliability.common import FINISHED, check_artifacts, cli_cmd, env, study_file, trials_of
+from tests.reliability.common import FINISHED, check_artifacts, cli_cmd, env, run_cli, study_file, trials_of
 from tests.reliability.conftest import FIGURES
 from tunelab.tune import TuneOptions, load_study_config, tune
 from tunelab.tune.study import make_storage
@@ -63,7 +63,7 @@ def test_four_independent_cli_processes_join_one_sqlite_study(tmp_path: Path, lo
     cfg = study_file(tmp_path / "study.yaml")
     runs = tmp_path / "runs"
     args = ["tune", "-c", str(cfg), "--study-name", name, "--save-dir", str(runs), "--no-report"]
-    first = subprocess.run(cli_cmd(*args, "--trials", "1"), cwd=tmp_path, env=env(), capture_output=True, text=True)
+    first = run_cli(*args, "--trials", "1", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     procs = [
         subprocess.Popen(

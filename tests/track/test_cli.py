@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from tests.helpers import cli_cmd, env, run_cli
 from typer.testing import CliRunner
 
 from tunelab.cli import app
@@ -80,10 +81,7 @@ def _free_port() -> int:
 
 
 def _tunelab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run(
-        [sys.executable, "-m", "tunelab", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_cli(*args, cwd=cwd, timeout=120)
 
 
 def _study_dir(tmp_path: Path) -> Path:
@@ -100,10 +98,9 @@ def _study_dir(tmp_path: Path) -> Path:
 def test_dashboard_serves_the_study_over_http_on_loopback(tmp_path: Path) -> None:
     pytest.importorskip("optuna_dashboard")
     study_dir, port = _study_dir(tmp_path), _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     log = (tmp_path / "dashboard.log").open("w")
-    cmd = [sys.executable, "-m", "tunelab", "dashboard", str(study_dir), "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    cmd = cli_cmd("dashboard", str(study_dir), "--port", str(port))
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline, studies = time.monotonic() + 60, None
         while time.monotonic() < deadline and proc.poll() is None:

@@ -99,6 +99,21 @@ def tracking_hints(tracking: Any) -> list[str]:
     return hints
 
 
+#: the seed scripts' flags that set a config key, and the tracking flags (a command's flags by name)
+SEED_FLAGS = ("epochs", "patience", "batch_size", "device", "data_path", "dataset", "classes", "seed")
+TRACKING_FLAGS = ("mlflow", "mlflow_uri", "wandb", "wandb_project", "wandb_entity", "wandb_group", "tensorboard")
+
+
+def seed_overrides(flags: dict[str, Any], first: tuple[str, ...] = ()) -> list[str]:
+    """Dotted overrides of a command's seed-compatible flags (``first`` ones first: model.name)."""
+    return flag_overrides(**{k: flags[k] for k in (*first, *SEED_FLAGS) if k in flags})
+
+
+def tracking_from(save_dir: Path, flags: dict[str, Any]) -> Any:
+    """The TrackingConfig of a command's tracking flags."""
+    return tracking_config(save_dir, **{k: flags[k] for k in TRACKING_FLAGS})
+
+
 def flag_overrides(**flags: object) -> list[str]:
     """Dotted overrides for the seed-compatible flags that were given."""
     keys = {

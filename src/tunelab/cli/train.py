@@ -8,32 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from tunelab.cli import app, console, load_plugins
-from tunelab.cli.options import (
-    BatchOpt,
-    ClassesOpt,
-    ConfigOpt,
-    DataPathOpt,
-    DatasetOpt,
-    DeviceOpt,
-    EpochsOpt,
-    MlflowOpt,
-    MlflowUriOpt,
-    OverridesArg,
-    PatienceOpt,
-    PluginOpt,
-    SaveDirOpt,
-    SeedOpt,
-    TensorboardOpt,
-    WandbEntityOpt,
-    WandbGroupOpt,
-    WandbOpt,
-    WandbProjectOpt,
-    flag_overrides,
-    fmt,
-    tracking_config,
-    tracking_hints,
-    writable,
-)
+from tunelab.cli import options as opt
 from tunelab.errors import UserError
 
 
@@ -92,9 +67,11 @@ class ConsoleTable:
                 if col in shown:
                     shown.remove(col)
             self.shown = tuple(shown)
-            console.print("  ".join(f"{c:>{self._width(c)}}" for c in self.shown), style="bold", highlight=False, soft_wrap=True)  # fmt: skip
+            console.print(
+                "  ".join(f"{c:>{self._width(c)}}" for c in self.shown), style="bold", highlight=False, soft_wrap=True
+            )  # opt.fmt: skip
         mark = " *" if report.improved else ""  # type: ignore[attr-defined]
-        cells = (f"{fmt(metrics[c]) if c in metrics else '-':>{self._width(c)}}" for c in self.shown)
+        cells = (f"{opt.fmt(metrics[c]) if c in metrics else '-':>{self._width(c)}}" for c in self.shown)
         console.print("  ".join(cells) + mark, highlight=False, soft_wrap=True)
 
     def on_fit_end(self, ctx: object, result: object) -> None:
@@ -112,61 +89,41 @@ def _run_name(model: str) -> str:
 
 @app.command()
 def train(
-    overrides: OverridesArg = None,
-    config: ConfigOpt = None,
-    save_dir: SaveDirOpt = Path("runs"),
+    overrides: opt.OverridesArg = None,
+    config: opt.ConfigOpt = None,
+    save_dir: opt.SaveDirOpt = Path("runs"),
     name: Annotated[str | None, typer.Option("--name", help="run directory name (default: model-timestamp)")] = None,
     model: Annotated[str | None, typer.Option("--model", "--model-type", help="model family")] = None,
-    epochs: EpochsOpt = None,
-    patience: PatienceOpt = None,
-    batch_size: BatchOpt = None,
+    epochs: opt.EpochsOpt = None,
+    patience: opt.PatienceOpt = None,
+    batch_size: opt.BatchOpt = None,
     lr: Annotated[float | None, typer.Option("--lr", help="train.lr")] = None,
-    device: DeviceOpt = None,
-    data_path: DataPathOpt = None,
-    dataset: DatasetOpt = None,
-    classes: ClassesOpt = None,
-    seed: SeedOpt = None,
-    plugin: PluginOpt = None,
+    device: opt.DeviceOpt = None,
+    data_path: opt.DataPathOpt = None,
+    dataset: opt.DatasetOpt = None,
+    classes: opt.ClassesOpt = None,
+    seed: opt.SeedOpt = None,
+    plugin: opt.PluginOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no per-epoch table")] = False,
-    mlflow: MlflowOpt = False,
-    mlflow_uri: MlflowUriOpt = None,
-    wandb: WandbOpt = False,
-    wandb_project: WandbProjectOpt = None,
-    wandb_entity: WandbEntityOpt = None,
-    wandb_group: WandbGroupOpt = None,
-    tensorboard: TensorboardOpt = False,
+    mlflow: opt.MlflowOpt = False,
+    mlflow_uri: opt.MlflowUriOpt = None,
+    wandb: opt.WandbOpt = False,
+    wandb_project: opt.WandbProjectOpt = None,
+    wandb_entity: opt.WandbEntityOpt = None,
+    wandb_group: opt.WandbGroupOpt = None,
+    tensorboard: opt.TensorboardOpt = False,
 ) -> None:
     """Train one model from a config file and/or dotted overrides; writes a run directory."""
+    flags = dict(locals())  # every flag by name: the config is built from them below
     load_plugins(plugin)
     import tunelab.api
     from tunelab.config.loader import load_run_config
 
-    flags = flag_overrides(
-        model=model,
-        epochs=epochs,
-        patience=patience,
-        batch_size=batch_size,
-        lr=lr,
-        device=device,
-        data_path=data_path,
-        dataset=dataset,
-        classes=classes,
-        seed=seed,
-    )
-    cfg = load_run_config(config, flags + list(overrides or []))
-    run_dir = writable(save_dir) / (name or _run_name(cfg.model.name))
+    cfg = load_run_config(config, opt.seed_overrides(flags, first=("model", "lr")) + list(overrides or []))
+    run_dir = opt.writable(save_dir) / (name or _run_name(cfg.model.name))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir}: run directory already exists; pick another --name or --save-dir")
-    tracking = tracking_config(
-        save_dir,
-        mlflow=mlflow,
-        mlflow_uri=mlflow_uri,
-        wandb=wandb,
-        wandb_project=wandb_project,
-        wandb_entity=wandb_entity,
-        wandb_group=wandb_group,
-        tensorboard=tensorboard,
-    )
+    tracking = opt.tracking_from(save_dir, flags)
 
     def announce(cfg: Any, picked: str) -> None:
         console.print(picked, highlight=False, soft_wrap=True)
@@ -179,20 +136,20 @@ def train(
     shown = {k: v for k, v in m.items() if k.startswith("test_") or k in ("val_loss", "val_acc", "val_f1")}
     console.print(
         f"best epoch {result.best_epoch}/{result.epochs} ({result.stop_reason}), {result.n_params:,} parameters, "
-        f"{result.seconds:.1f}s\n" + "  ".join(f"{k}={fmt(v)}" for k, v in shown.items()),
+        f"{result.seconds:.1f}s\n" + "  ".join(f"{k}={opt.fmt(v)}" for k, v in shown.items()),
         highlight=False,
         soft_wrap=True,
     )
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
-    for hint in tracking_hints(tracking):
+    for hint in opt.tracking_hints(tracking):
         console.print(hint, highlight=False, soft_wrap=True)  # commands stay copy-pastable
 
 
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="run or study directory, or a best_model.pt checkpoint")],
-    device: DeviceOpt = None,
-    plugin: PluginOpt = None,
+    device: opt.DeviceOpt = None,
+    plugin: opt.PluginOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print metrics as JSON")] = False,
     data_path: Annotated[
         str | None, typer.Option("--data-path", help="the data file or folder here (default: the saved data.path)")
@@ -213,7 +170,7 @@ def evaluate(
         console.print_json(json.dumps(metrics))
         return
     for k, v in metrics.items():
-        console.print(f"{k:>18}  {fmt(v)}", highlight=False)
+        console.print(f"{k:>18}  {opt.fmt(v)}", highlight=False)
 
 
 @app.command("ensemble")
@@ -223,8 +180,8 @@ def ensemble_cmd(
     with_reference: Annotated[
         bool, typer.Option("--with-reference", help="add MiniRocket as one more member (refitted; tunelab[baselines])")
     ] = False,
-    device: DeviceOpt = None,
-    plugin: PluginOpt = None,
+    device: opt.DeviceOpt = None,
+    plugin: opt.PluginOpt = None,
 ) -> None:
     """Average the calibrated probabilities of the study's K best trials; score on test; save STUDY_DIR/ensemble/."""
     load_plugins(plugin)
@@ -260,7 +217,7 @@ def export_cmd(
             help="put the data's normalisation inside the graph (raw inputs) or leave it to the caller",
         ),
     ] = True,
-    plugin: PluginOpt = None,
+    plugin: opt.PluginOpt = None,
 ) -> None:
     """Export the best model with dynamic batch and length axes (inputs x [B,T,C], lengths [B]), checked against PyTorch."""
     load_plugins(plugin)

@@ -9,30 +9,7 @@ import typer
 from rich.console import Console
 
 from tunelab.cli import app, console, load_plugins
-from tunelab.cli.options import (
-    BatchOpt,
-    ClassesOpt,
-    DataPathOpt,
-    DatasetOpt,
-    DeviceOpt,
-    EpochsOpt,
-    MlflowOpt,
-    MlflowUriOpt,
-    OverridesArg,
-    PatienceOpt,
-    PluginOpt,
-    SaveDirOpt,
-    SeedOpt,
-    TensorboardOpt,
-    WandbEntityOpt,
-    WandbGroupOpt,
-    WandbOpt,
-    WandbProjectOpt,
-    flag_overrides,
-    tracking_config,
-    tracking_hints,
-    writable,
-)
+from tunelab.cli import options as opt
 from tunelab.registry import PRUNERS, SAMPLERS
 
 # --------------------------------------------------------------------------- tune / space
@@ -113,8 +90,6 @@ NoReportOpt = Annotated[bool, typer.Option("--no-report", help="skip the analysi
 NoReferenceOpt = Annotated[
     bool, typer.Option("--no-reference", help="skip the MiniRocket reference fitted on a classification study's split")
 ]
-_SEED_FLAGS = ("epochs", "patience", "batch_size", "device", "data_path", "dataset", "classes", "seed")
-_TRACKING_FLAGS = ("mlflow", "mlflow_uri", "wandb", "wandb_project", "wandb_entity", "wandb_group", "tensorboard")
 
 
 def _quiet_optuna() -> None:
@@ -126,7 +101,7 @@ def _quiet_optuna() -> None:
 
 @app.command("tune")
 def tune_cmd(
-    overrides: OverridesArg = None,
+    overrides: opt.OverridesArg = None,
     config: StudyConfigOpt = None,
     model: ModelsOpt = None,
     enhanced: EnhancedOpt = None,
@@ -134,7 +109,7 @@ def tune_cmd(
     trials: TrialsOpt = None,
     timeout: TimeoutOpt = None,
     resume: ResumeOpt = False,
-    save_dir: SaveDirOpt = Path("runs"),
+    save_dir: opt.SaveDirOpt = Path("runs"),
     study_name: StudyNameOpt = None,
     storage: StorageOpt = None,
     best_params: BestParamsOpt = None,
@@ -146,24 +121,24 @@ def tune_cmd(
     pack_size: PackSizeOpt = "1",
     enqueue: EnqueueOpt = None,
     objectives: ObjectivesOpt = None,
-    epochs: EpochsOpt = None,
-    patience: PatienceOpt = None,
-    batch_size: BatchOpt = None,
-    device: DeviceOpt = None,
-    data_path: DataPathOpt = None,
-    dataset: DatasetOpt = None,
-    classes: ClassesOpt = None,
-    seed: SeedOpt = None,
-    plugin: PluginOpt = None,
+    epochs: opt.EpochsOpt = None,
+    patience: opt.PatienceOpt = None,
+    batch_size: opt.BatchOpt = None,
+    device: opt.DeviceOpt = None,
+    data_path: opt.DataPathOpt = None,
+    dataset: opt.DatasetOpt = None,
+    classes: opt.ClassesOpt = None,
+    seed: opt.SeedOpt = None,
+    plugin: opt.PluginOpt = None,
     no_report: NoReportOpt = False,
     no_reference: NoReferenceOpt = False,
-    wandb: WandbOpt = False,
-    wandb_project: WandbProjectOpt = None,
-    wandb_entity: WandbEntityOpt = None,
-    wandb_group: WandbGroupOpt = None,
-    mlflow: MlflowOpt = False,
-    mlflow_uri: MlflowUriOpt = None,
-    tensorboard: TensorboardOpt = False,
+    wandb: opt.WandbOpt = False,
+    wandb_project: opt.WandbProjectOpt = None,
+    wandb_entity: opt.WandbEntityOpt = None,
+    wandb_group: opt.WandbGroupOpt = None,
+    mlflow: opt.MlflowOpt = False,
+    mlflow_uri: opt.MlflowUriOpt = None,
+    tensorboard: opt.TensorboardOpt = False,
 ) -> None:
     """Search hyperparameters (and model families) with Optuna; writes runs/<study>/ with the best model."""
     flags = dict(locals())  # every flag by name: the config is built from them below
@@ -179,17 +154,17 @@ def tune_cmd(
     cfg, locked = study_from_flags(
         config,
         overrides=[o for o in overrides or [] if o not in more],
-        base_flags=flag_overrides(**{k: flags[k] for k in _SEED_FLAGS}),
+        base_flags=opt.seed_overrides(flags),
         models=None if auto_tune_all else model,
         enhanced=None if auto_tune_all else enhanced,
         **{k: flags[k] for k in ("objectives", "sampler", "pruner", "storage", "timeout", "seed")},
         n_trials=trials,
     )
-    tracking = tracking_config(save_dir, **{k: flags[k] for k in _TRACKING_FLAGS})
+    tracking = opt.tracking_from(save_dir, flags)
     opts = TuneOptions(
         **{k: flags[k] for k in ("phase", "grid", "resume", "study_name", "workers", "pack_size", "enqueue")},
         best_params=[best_params, *map(Path, more)] if best_params is not None and more else best_params,
-        save_dir=writable(save_dir),
+        save_dir=opt.writable(save_dir),
         locked=locked,
         plugins=tuple(plugin or ()),
         report=not no_report,
@@ -202,7 +177,7 @@ def tune_cmd(
     else:
         runs = tunelab.api.auto_tune_all(cfg, family_labels(model, enhanced), opts, reporter=ConsoleReporter(console))
         _compare_families(runs)
-    for hint in tracking_hints(tracking):  # none when tracking is off
+    for hint in opt.tracking_hints(tracking):  # none when tracking is off
         console.print(hint, highlight=False, soft_wrap=True)  # commands stay copy-pastable
 
 
@@ -230,14 +205,14 @@ def _compare_families(results: list[Any]) -> None:
 
 @app.command("space")
 def space_cmd(
-    overrides: OverridesArg = None,
+    overrides: opt.OverridesArg = None,
     config: StudyConfigOpt = None,
     show: Annotated[bool, typer.Option("--show/--no-show", help="print the space (the default)")] = True,
     model: ModelsOpt = None,
     enhanced: EnhancedOpt = None,
     phase: PhaseOpt = None,
     grid: GridOpt = None,
-    plugin: PluginOpt = None,
+    plugin: opt.PluginOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
 ) -> None:
     """Show a study's search space without running it: parameters, ranges, conditions, grid sizes."""
