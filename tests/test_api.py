@@ -33,6 +33,7 @@ def test_the_package_exports_the_api_functions_not_the_subpackages() -> None:
     assert tunelab.train is api.train and tunelab.tune is api.tune and tunelab.analyze is api.analyze
 
 
+@pytest.mark.slow  # three short trainings and a study of two trials: about a minute on two loaded cores
 def test_docstring_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     scope: dict[str, Any] = {}
@@ -43,7 +44,7 @@ def test_docstring_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert found.best_params["model.hidden_dim"] in (8, 16)
     assert (tmp_path / "runs" / found.study_name / "best_model.pt").is_file()
     exec(_example(api.analyze), scope)  # noqa: S102
-    assert scope["report"].top, "the analysis lists the study's best trials"
+    assert len(scope["report"].top) >= 1, "the analysis lists the study's best trials"
 
 
 def test_train_takes_a_config_file_and_keyword_overrides(tmp_path: Path) -> None:

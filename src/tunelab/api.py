@@ -37,6 +37,8 @@ def _experiment(
     cfg: ExperimentConfig | str | Path | None, overrides: list[str], kw: dict[str, Any]
 ) -> ExperimentConfig:
     if isinstance(cfg, ExperimentConfig):
+        if not overrides and not kw:  # as given: which keys were set decides the data-aware defaults
+            return cfg
         data = apply_overrides(apply_overrides(cfg.model_dump(mode="json"), overrides), _dotted(kw))
         return validate_config(data, "overrides")
     loaded = load_config(cfg, overrides or None)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-import tunelab.cli as cli
+import tunelab.cli.train as cli  # the train command module draws the table
 
 
 def _rows(monkeypatch: pytest.MonkeyPatch, width: int, metrics: dict[str, float]) -> list[str]:
