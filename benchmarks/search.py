@@ -665,7 +665,14 @@ def _measured_args(argv: list[str]) -> list[str]:
 
 
 def pack_study(
-    n_trials: int, pack_size: str, device: str, max_epochs: int, write: bool, command: str, storage: str = "sqlite"
+    n_trials: int,
+    pack_size: str,
+    device: str,
+    max_epochs: int,
+    write: bool,
+    command: str,
+    storage: str = "sqlite",
+    hidden: int = 128,
 ) -> None:
     """The same study of ``n_trials`` twice, one trial at a time and in packs; wall-clock and best score.
 
@@ -685,7 +692,7 @@ def pack_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = {
         "data": {"name": "japanese_vowels"},
-        "model": {"name": "gru", "hidden_dim": 128, "num_layers": 2},
+        "model": {"name": "gru", "hidden_dim": hidden, "num_layers": 2},
         "train": {"batch_size": 32, "max_epochs": max_epochs, "early_stopping": {"patience": None}},
         "device": device,
     }
@@ -769,13 +776,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--pack-storage", choices=("sqlite", "journal"), default="sqlite", help="with --pack-study: the study storage"
     )
+    parser.add_argument(
+        "--pack-hidden",
+        type=int,
+        default=128,
+        help="with --pack-study: the GRU's width (128, the seeds'; less for a smoke test)",
+    )
     args = parser.parse_args(argv)
 
     if args.pack_study:
         command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/search.py", *_measured_args(sys.argv[1:])])
         epochs = args.max_epochs or (5 if args.quick else 30)
         pack_study(
-            args.pack_study, args.pack_size, args.device, epochs, not args.no_write, command, storage=args.pack_storage
+            args.pack_study,
+            args.pack_size,
+            args.device,
+            epochs,
+            not args.no_write,
+            command,
+            storage=args.pack_storage,
+            hidden=args.pack_hidden,
         )
         return
     if args.from_records is not None:

@@ -438,7 +438,7 @@ def family_rows(
 
 
 def gesture_rows(args: argparse.Namespace, device: torch.device, ceiling: float) -> list[Row]:
-    data = gesture_like(800 if args.quick else 3200)
+    data = gesture_like(args.samples or (800 if args.quick else 3200))
     rows = []
     for family in args.gesture_families:
         overrides = (
@@ -483,10 +483,12 @@ def accuracy_check(args: argparse.Namespace, device: torch.device) -> str:
         test: SequenceData
         meta: DataMeta
 
-    full = gesture_like(1200, seed=1)
+    n = args.samples or 800  # training series; validation and test a quarter each
+    full = gesture_like(n * 3 // 2, seed=1)
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(full), generator=g)
-    splits = _Splits(full.subset(perm[:800]), full.subset(perm[800:1000]), full.subset(perm[1000:]), full.meta)
+    val_end = n + n // 4
+    splits = _Splits(full.subset(perm[:n]), full.subset(perm[n:val_end]), full.subset(perm[val_end:]), full.meta)
     base = engine_config(
         "gru", args.batch_size, 1e-3, {"hidden_dim": args.hidden, "num_layers": args.layers, "dropout": 0.0}
     )
@@ -553,13 +555,13 @@ def profile_steps(args: argparse.Namespace, device: torch.device) -> str:
 
     from tunelab.pack.engine import PackEngine
 
-    data = gesture_like(3200)
+    data = gesture_like(args.samples or 3200)
     cfg = engine_config(
         "gru", args.batch_size, 1e-3, {"hidden_dim": args.hidden, "num_layers": args.layers, "dropout": 0.2}
     )
     out = []
     runs: list[tuple[str, Callable[[], Any]]] = []
-    solo = engine_runner(data.subset(torch.arange(10 * args.batch_size)), device, cfg)
+    solo = engine_runner(data.subset(torch.arange(min(10 * args.batch_size, len(data)))), device, cfg)
     runs.append(("engine K=1 (10 steps)", solo))
     k = max(args.k)
     engine = PackEngine(pack_configs(cfg, k), data.meta, data.to(device), device, tf32=True, compile=True, graphs=False)
@@ -647,6 +649,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-vowels", action="store_true", help="only the gesture-like workload")
     parser.add_argument("--skip-gesture", action="store_true", help="only the JapaneseVowels workload")
+    parser.add_argument(
+        "--samples", type=int, default=None, help="gesture-like training series (default 800 quick, 3200 full)"
+    )
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
