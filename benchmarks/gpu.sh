@@ -40,7 +40,9 @@ run)
         $PY -m pip install -q --no-index --find-links .wheels "${WHEELS[@]}" 2>&1 | tail -3
     fi
     DEVICE=${DEVICE:-cuda}
-    BUDGET=${BUDGET:-540}  # seconds for the whole run: a step gets at most what is left of it
+    # seconds for the whole run (9 minutes on the GPU; a loaded CPU gets more for the smoke test):
+    # a step gets at most what is left of it
+    if [ "${QUICK:-0}" = 1 ]; then BUDGET=${BUDGET:-900}; else BUDGET=${BUDGET:-540}; fi
     step() {  # step NAME SECONDS COMMAND...: run with a limit, keep its log, never stop the script
         local name=$1 limit=$2
         shift 2
@@ -58,37 +60,40 @@ run)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
     $PY -c "import torch, optuna, pydantic; print('torch', torch.__version__, 'optuna', optuna.__version__, 'cuda', torch.cuda.is_available())"
     if [ "${QUICK:-0}" = 1 ]; then  # every step, tiny: a CPU smoke test of this script
-        STUDY=(--pack-study 4 --pack-size 2 --max-epochs 2 --pack-hidden 16 --no-write)
-        TP=(--samples 160 --hidden 32 --epochs 1 --min-seconds 0.5 --rounds 1 --warmup 1 --no-write)
-        K=(1 2) GRU_V=(eager) CONV_V=(eager)
-        CHECK=(--samples 160 --hidden 32 --check-epochs 1 --check-variants eager --no-write)
+        STUDY=(--pack-study 2 --pack-size 2 --max-epochs 1 --pack-hidden 8 --no-write)
+        TP=(--samples 64 --hidden 16 --threads 1 --epochs 1 --min-seconds 0.2 --rounds 1 --warmup 1 --no-write)
+        K=(1 2) GRU_V=(eager) CONV_V=(eager) TESTS=(tests/pack)
+        CHECK=(--samples 64 --hidden 16 --threads 1 --check-epochs 1 --check-variants eager --no-write)
         TSC=(--quick --datasets GunPoint --budget 10)
+        LIMITS=(150 150 150 120 120 200)  # pack-study, throughput-gru, -conv, gpu-tests, check, tsc
     else
         # issue 9: a 100-trial study with and without packs (--pack-size auto: the memory probe), on a
         # journal file; 15 epochs a trial: one trial at a time must finish within the step's limit
         STUDY=(--pack-study 100 --pack-size auto --pack-storage journal --max-epochs 15)
         TP=(--epochs 1 --min-seconds 3)
-        K=(1 512) GRU_V=(graphs compile) CONV_V=(graphs)
+        K=(1 512) GRU_V=(graphs compile) CONV_V=(graphs) TESTS=(tests)
         CHECK=(--check-epochs 2 --check-variants eager graphs32 graphs --no-write)
         TSC=(--quick --budget 20 --append)
+        LIMITS=(200 130 90 60 50 300)
     fi
-    step pack-study 200 $PY benchmarks/search.py --device "$DEVICE" "${STUDY[@]}"
+    step pack-study "${LIMITS[0]}" $PY benchmarks/search.py --device "$DEVICE" "${STUDY[@]}"
     # issues 7, 9 and 15: one trial (the engine, pack K=1 with graphs) and packs (K=512) against the
     # seeds' loop on gesture-like data; the GRU also with compiled gate arithmetic and the fused-layers
     # experiment row; then the top kernels of an engine step and a K=512 pack step (the profile)
-    step throughput-gru 130 $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
+    step throughput-gru "${LIMITS[1]}" $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
         --gesture-families gru --k "${K[@]}" --variants "${GRU_V[@]}" "${TP[@]}" \
         --json "$OUT/throughput-gru.json" --profile "$OUT/profile-gru.md"
-    step throughput-conv 90 $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
+    step throughput-conv "${LIMITS[2]}" $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
         --gesture-families tcn transformer --k "${K[@]}" --variants "${CONV_V[@]}" "${TP[@]}" \
         --json "$OUT/throughput-conv.json"
     # CUDA-only tests: CUDA graphs, the pack-size probe, GPU training paths (all skipped on a CPU)
-    step gpu-tests 60 $PY -m pytest -q -p no:cacheprovider -o addopts= -m gpu tests
+    step gpu-tests "${LIMITS[3]}" $PY -m pytest -q -p no:cacheprovider -o addopts= -m gpu "${TESTS[@]}"
     # CUDA graphs and TF32 against eager fp32: parameters after 4 steps, losses over the epochs
-    step check 50 $PY benchmarks/throughput.py --device "$DEVICE" --skip-vowels --skip-gesture --check "${CHECK[@]}"
+    step check "${LIMITS[4]}" $PY benchmarks/throughput.py --device "$DEVICE" --skip-vowels --skip-gesture \
+        --check "${CHECK[@]}"
     # issue 16: the default study vs MiniRocket on aeon's shipped datasets, in what is left of BUDGET
     if $PY -c "import aeon" 2>/dev/null; then
-        step tsc 300 $PY benchmarks/tsc.py --device "$DEVICE" --out "$OUT/tsc" "${TSC[@]}"
+        step tsc "${LIMITS[5]}" $PY benchmarks/tsc.py --device "$DEVICE" --out "$OUT/tsc" "${TSC[@]}"
     else
         echo "=== tsc: skipped, aeon is not importable here"
     fi

@@ -73,7 +73,8 @@ def _plain_torch_train_losses(cfg, splits) -> list[float]:  # type: ignore[no-un
             loss.backward()
             total += loss.detach()
             schedule.apply(opt, step)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
+            if tc.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
             opt.step()
             opt.zero_grad()
             step += 1
@@ -82,11 +83,14 @@ def _plain_torch_train_losses(cfg, splits) -> list[float]:  # type: ignore[no-un
     return losses
 
 
-def test_a_single_trial_trains_as_the_plain_torch_loop() -> None:
-    """The K = 1 engine is torch's own training (ordinary model, torch optimizer), bit for bit."""
-    cfg = load_config(None, [*ONE, "train.early_stopping.patience=null"])
+@pytest.mark.parametrize("clip", ["0.5", "null"])
+def test_a_single_trial_trains_as_the_plain_torch_loop(clip: str) -> None:
+    """The K = 1 engine is torch's own training (ordinary model, torch optimizer), bit for bit,
+    with clipping and without (where it only measures the gradient norm)."""
+    cfg = load_config(None, [*ONE, "train.early_stopping.patience=null", f"train.clip_norm={clip}"])
     result = fit(cfg, data=tiny_splits(n=48))
     assert [r.metrics["train_loss"] for r in result.history] == _plain_torch_train_losses(cfg, tiny_splits(n=48))
+    assert all(r.metrics["grad_norm"] > 0 for r in result.history)
 
 
 class TrialPruned(Exception):

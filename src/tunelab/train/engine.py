@@ -198,7 +198,10 @@ class Engine:
     def _update(self, lrs: Tensor | None = None) -> None:
         """Schedule, clip, step (``lrs`` is for a pack's captured step)."""
         self.schedule.apply(self.optimizer, self.step_count)
-        norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        if math.isinf(self.clip):  # no clipping: the norm (a reported metric) without a pass scaling by 1
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         self.norm_sum += norm
         self.clipped += (norm > self.clip).float()
         self.optimizer.step()
