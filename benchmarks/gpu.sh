@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 7 and 9 (benchmarks) in one prepared device call.
+# The GPU checks of issues 7, 9 and 15 (benchmarks) in one prepared device call.
 #
 #   here:   bash benchmarks/gpu.sh wheels    # .wheels/: the Python 3.12 wheels the device image lacks
-#   there:  bash benchmarks/gpu.sh run       # device tool: carry [".wheels"], timeout_s 600 (BUDGET=550 s)
+#   there:  bash benchmarks/gpu.sh run       # device tool: carry [".wheels"], timeout_s 600 (BUDGET=540 s)
 #
 # The device image has Python 3.12 with torch, numpy, pandas, scipy, matplotlib, pyyaml, typer and
 # rich, and no network: optuna, pydantic, plotly and what they need travel as wheels (about 20 MB;
 # .wheels is git-ignored).  `run` writes logs, the benchmark JSON and the updated RESULTS.md to $OUT
-# (benchmarks/out/gpu when $OUT is unset) and packs them all into $OUT/gpu-run.tar.gz; every step has its own time limit, so one slow step
-# cannot take the others' time.  QUICK=1 DEVICE=cpu runs the same steps, tiny, on a CPU: the
-# script's own smoke test.
-# Not yet a stage: the TSC accuracy benchmark (issue 16), once the image has aeon (for the datasets
-# and the MiniRocket reference) and the default study bounds its time:
-#   timeout 540 python benchmarks/tsc.py --budget 60 --device cuda --out "$OUT/tsc"
+# (benchmarks/out/gpu when $OUT is unset) and packs them all into $OUT/gpu-run.tar.gz; every step has
+# its own time limit, so one slow step cannot take the others' time, and the whole run stays within
+# BUDGET seconds (9 minutes).  Issue 15's table, row by row:
+#   one trial, engine vs seeds' loop (GRU 128x2, TCN, Transformer) and pack K=1 with CUDA graphs:
+#       the "tunelab engine" and "pack K=1 graphs" rows of throughput-gru and throughput-conv;
+#   GRU pack K=512, best variant: the K=512 rows of throughput-gru (graphs, compile);
+#   the 100-trial study, packed vs one at a time: pack-study;   `pytest -m gpu`: gpu-tests.
+# Then the TSC accuracy benchmark (issue 16) with what is left of the budget, when aeon imports
+# (its wheel ships the datasets and MiniRocket's reference; carry it in .wheels to have it there).
+# QUICK=1 DEVICE=cpu runs the same steps, tiny, on a CPU: the script's own smoke test (a few minutes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -36,7 +40,9 @@ run)
         $PY -m pip install -q --no-index --find-links .wheels "${WHEELS[@]}" 2>&1 | tail -3
     fi
     DEVICE=${DEVICE:-cuda}
-    BUDGET=${BUDGET:-550}  # seconds for the whole run: a step gets at most what is left of it
+    # seconds for the whole run (9 minutes on the GPU; a loaded CPU gets more for the smoke test):
+    # a step gets at most what is left of it
+    if [ "${QUICK:-0}" = 1 ]; then BUDGET=${BUDGET:-900}; else BUDGET=${BUDGET:-540}; fi
     step() {  # step NAME SECONDS COMMAND...: run with a limit, keep its log, never stop the script
         local name=$1 limit=$2
         shift 2
@@ -53,33 +59,43 @@ run)
     }
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
     $PY -c "import torch, optuna, pydantic; print('torch', torch.__version__, 'optuna', optuna.__version__, 'cuda', torch.cuda.is_available())"
-    if [ "${QUICK:-0}" = 1 ]; then
-        step gpu-tests 120 $PY -m pytest -q -p no:cacheprovider -o addopts= tests/tune/test_packs.py -k "pack_size_values"
-        step throughput 300 $PY benchmarks/throughput.py --device "$DEVICE" --quick --pack --skip-vowels \
-            --gesture-families gru --k 2 --variants eager --epochs 1 --min-seconds 0.5 --rounds 1 \
-            --json "$OUT/throughput.json" --profile "$OUT/profile.md" --no-write
-        step pack-study 300 $PY benchmarks/search.py --pack-study 4 --pack-size 2 --device "$DEVICE" --max-epochs 2 --no-write
+    if [ "${QUICK:-0}" = 1 ]; then  # every step, tiny: a CPU smoke test of this script
+        STUDY=(--pack-study 2 --pack-size 2 --max-epochs 1 --pack-hidden 8 --no-write)
+        TP=(--samples 64 --hidden 16 --threads 1 --epochs 1 --min-seconds 0.2 --rounds 1 --warmup 1 --no-write)
+        K=(1 2) GRU_V=(eager) CONV_V=(eager) TESTS=(tests/pack)
+        CHECK=(--samples 64 --hidden 16 --threads 1 --check-epochs 1 --check-variants eager --no-write)
+        TSC=(--quick --datasets GunPoint --budget 10)
+        LIMITS=(150 150 150 120 120 200)  # pack-study, throughput-gru, -conv, gpu-tests, check, tsc
     else
-        # issue 9: a 100-trial study with and without packs (--pack-size auto: the memory probe); on a
-        # journal file, whose writes cost a tenth of SQLite's (what is left besides training on a GPU).
-        # 15 epochs a trial: one trial at a time must finish within the step's limit (the 2026-11-23
-        # H100 run saw ~9 ms a step; at that rate, 100 trials x 15 epochs of ~9 steps take ~150 s)
-        step pack-study 230 $PY benchmarks/search.py --pack-study 100 --pack-size auto --device "$DEVICE" \
-            --pack-storage journal --max-epochs 15
-        # issues 7 and 9: engine and packs (K=512) against the seeds' loop, gesture-like data; the GRU
-        # also with compiled gate arithmetic and the fused-layers experiment row; then the top kernels of
-        # an engine step and a K=512 pack step (where the time goes, if 50x is not reached)
-        step throughput-gru 150 $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
-            --gesture-families gru --k 1 512 --variants graphs compile --epochs 1 --min-seconds 3 \
-            --json "$OUT/throughput-gru.json" --profile "$OUT/profile-gru.md"
-        step throughput-conv 100 $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
-            --gesture-families tcn transformer --k 1 512 --variants graphs --epochs 1 --min-seconds 3 \
-            --json "$OUT/throughput-conv.json"
-        # CUDA-only tests: CUDA graphs, the pack-size probe, GPU training paths
-        step gpu-tests 60 $PY -m pytest -q -p no:cacheprovider -o addopts= -m gpu tests
-        # CUDA graphs and TF32 against eager fp32: parameters after 4 steps, losses over 2 epochs
-        step check 60 $PY benchmarks/throughput.py --device "$DEVICE" --skip-vowels --skip-gesture --check \
-            --check-epochs 2 --check-variants eager graphs32 graphs --no-write
+        # issue 9: a 100-trial study with and without packs (--pack-size auto: the memory probe), on a
+        # journal file; 15 epochs a trial: one trial at a time must finish within the step's limit
+        STUDY=(--pack-study 100 --pack-size auto --pack-storage journal --max-epochs 15)
+        TP=(--epochs 1 --min-seconds 3)
+        K=(1 512) GRU_V=(graphs compile) CONV_V=(graphs) TESTS=(tests)
+        CHECK=(--check-epochs 2 --check-variants eager graphs32 graphs --no-write)
+        TSC=(--quick --budget 20 --append)
+        LIMITS=(200 130 90 60 50 300)
+    fi
+    step pack-study "${LIMITS[0]}" $PY benchmarks/search.py --device "$DEVICE" "${STUDY[@]}"
+    # issues 7, 9 and 15: one trial (the engine, pack K=1 with graphs) and packs (K=512) against the
+    # seeds' loop on gesture-like data; the GRU also with compiled gate arithmetic and the fused-layers
+    # experiment row; then the top kernels of an engine step and a K=512 pack step (the profile)
+    step throughput-gru "${LIMITS[1]}" $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
+        --gesture-families gru --k "${K[@]}" --variants "${GRU_V[@]}" "${TP[@]}" \
+        --json "$OUT/throughput-gru.json" --profile "$OUT/profile-gru.md"
+    step throughput-conv "${LIMITS[2]}" $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
+        --gesture-families tcn transformer --k "${K[@]}" --variants "${CONV_V[@]}" "${TP[@]}" \
+        --json "$OUT/throughput-conv.json"
+    # CUDA-only tests: CUDA graphs, the pack-size probe, GPU training paths (all skipped on a CPU)
+    step gpu-tests "${LIMITS[3]}" $PY -m pytest -q -p no:cacheprovider -o addopts= -m gpu "${TESTS[@]}"
+    # CUDA graphs and TF32 against eager fp32: parameters after 4 steps, losses over the epochs
+    step check "${LIMITS[4]}" $PY benchmarks/throughput.py --device "$DEVICE" --skip-vowels --skip-gesture \
+        --check "${CHECK[@]}"
+    # issue 16: the default study vs MiniRocket on aeon's shipped datasets, in what is left of BUDGET
+    if $PY -c "import aeon" 2>/dev/null; then
+        step tsc "${LIMITS[5]}" $PY benchmarks/tsc.py --device "$DEVICE" --out "$OUT/tsc" "${TSC[@]}"
+    else
+        echo "=== tsc: skipped, aeon is not importable here"
     fi
     cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
     # one archive of every log, JSON and profile: only a few files come back from a device run

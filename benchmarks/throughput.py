@@ -7,9 +7,10 @@
 The reference is the loop the seed teams wrote: a ``torch.utils.data.DataLoader`` with a padding
 collate, ``.to(device)`` per batch, ``nn.GRU`` (cuDNN on GPU) over the padded batch, the last
 step's output into a linear head, ``loss.item()`` every step, one trial at a time.  The engine
-is tunelab's own training step, the one ``tunelab.train.fit`` runs (index-slice batches on the
-device, no host sync per step, device-side loss sums), on the same data, model size, batch size and
-optimizer; clipping off and fp32 in both, so the arithmetic is the same.  Pack mode trains K
+is tunelab's own training step, the one ``tunelab.train.fit`` runs (``tunelab.train.engine.Engine``:
+index-slice batches on the device, no host sync per step, device-side loss sums and gradient
+norms), on the same data, model size, batch size and optimizer; clipping off and fp32 in both, so
+the arithmetic is the same.  Pack mode trains K
 trials at once (``tunelab.pack``) and reports the aggregate samples/s of all members.  The GRU
 also gets an experimental row, "fused layers": tunelab's GRU runs its layers one call each (so
 LayerNorm can sit between them); that row runs the whole stack in one ``torch.gru`` call, as the
@@ -31,7 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import platform
 import resource
@@ -53,10 +53,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import tunelab  # noqa: E402,F401  (registers the model families)
 from tunelab.config import ExperimentConfig, validate_config  # noqa: E402
 from tunelab.data.base import DataMeta, SequenceData  # noqa: E402
-from tunelab.data.batching import batch_indices, make_batch  # noqa: E402
 from tunelab.models import build_model  # noqa: E402
-from tunelab.train.losses import build_loss  # noqa: E402
-from tunelab.train.optim import LRSchedule, build_optimizer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
@@ -197,43 +194,20 @@ def _fused_encode(self: Any, x: Tensor, lengths: Tensor) -> Tensor:
 def engine_runner(
     data: SequenceData, device: torch.device, cfg: ExperimentConfig, fused: bool = False
 ) -> Callable[[], int]:
-    """One epoch of tunelab's training step (the inner loop of ``tunelab.train.fit``) per call;
-    ``fused``: the GRU/LSTM stack in one call (see the module docstring)."""
+    """One epoch of the one loop's step for a single trial (``tunelab.train.engine.Engine``, what
+    ``tunelab.train.fit`` runs; it also measures each step's gradient norm, as fit reports it) per
+    call; ``fused``: the GRU/LSTM stack in one call (see the module docstring)."""
     import types
 
-    torch.manual_seed(cfg.seed)
-    train = data.to(device)
-    model = build_model(cfg.model, data.meta).to(device)
+    from tunelab.train.engine import Engine
+
+    engine = Engine([cfg], data.meta, data.to(device), device)
     if fused:
-        model.encode = types.MethodType(_fused_encode, model)  # type: ignore[method-assign]
-    loss_fn = build_loss(cfg.loss, data.meta, data.y).to(device)
-    tc = cfg.train
-    optimizer = build_optimizer(model, tc)
-    steps = math.ceil(len(train) / tc.batch_size)
-    schedule = LRSchedule(tc, steps)
-    params = [p for p in model.parameters() if p.requires_grad]
-    gen = torch.Generator().manual_seed(cfg.seed)
-    state = {"step": 0}
+        engine.model.encode = types.MethodType(_fused_encode, engine.model)  # type: ignore[method-assign]
 
     def epoch() -> int:
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        seen = 0
-        for idx in batch_indices(
-            len(train), tc.batch_size, shuffle=True, generator=gen, lengths=train.host_lengths, bucket=cfg.data.bucket
-        ):
-            inputs, y = make_batch(train, idx)
-            loss = loss_fn(model(**inputs), y, inputs["lengths"])
-            loss.backward()
-            loss_sum += loss.detach()
-            schedule.apply(optimizer, state["step"])
-            if tc.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, tc.clip_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            state["step"] += 1
-            seen += len(idx)
-        float(loss_sum)  # one host sync per epoch, as fit does
+        seen = engine.train_epoch()
+        float(engine.loss_sum)  # one host sync per epoch, as fit does
         return seen
 
     return epoch
@@ -464,7 +438,7 @@ def family_rows(
 
 
 def gesture_rows(args: argparse.Namespace, device: torch.device, ceiling: float) -> list[Row]:
-    data = gesture_like(800 if args.quick else 3200)
+    data = gesture_like(args.samples or (800 if args.quick else 3200))
     rows = []
     for family in args.gesture_families:
         overrides = (
@@ -509,10 +483,12 @@ def accuracy_check(args: argparse.Namespace, device: torch.device) -> str:
         test: SequenceData
         meta: DataMeta
 
-    full = gesture_like(1200, seed=1)
+    n = args.samples or 800  # training series; validation and test a quarter each
+    full = gesture_like(n * 3 // 2, seed=1)
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(full), generator=g)
-    splits = _Splits(full.subset(perm[:800]), full.subset(perm[800:1000]), full.subset(perm[1000:]), full.meta)
+    val_end = n + n // 4
+    splits = _Splits(full.subset(perm[:n]), full.subset(perm[n:val_end]), full.subset(perm[val_end:]), full.meta)
     base = engine_config(
         "gru", args.batch_size, 1e-3, {"hidden_dim": args.hidden, "num_layers": args.layers, "dropout": 0.0}
     )
@@ -579,13 +555,13 @@ def profile_steps(args: argparse.Namespace, device: torch.device) -> str:
 
     from tunelab.pack.engine import PackEngine
 
-    data = gesture_like(3200)
+    data = gesture_like(args.samples or 3200)
     cfg = engine_config(
         "gru", args.batch_size, 1e-3, {"hidden_dim": args.hidden, "num_layers": args.layers, "dropout": 0.2}
     )
     out = []
     runs: list[tuple[str, Callable[[], Any]]] = []
-    solo = engine_runner(data.subset(torch.arange(10 * args.batch_size)), device, cfg)
+    solo = engine_runner(data.subset(torch.arange(min(10 * args.batch_size, len(data)))), device, cfg)
     runs.append(("engine K=1 (10 steps)", solo))
     k = max(args.k)
     engine = PackEngine(pack_configs(cfg, k), data.meta, data.to(device), device, tf32=True, compile=True, graphs=False)
@@ -673,6 +649,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-vowels", action="store_true", help="only the gesture-like workload")
     parser.add_argument("--skip-gesture", action="store_true", help="only the JapaneseVowels workload")
+    parser.add_argument(
+        "--samples", type=int, default=None, help="gesture-like training series (default 800 quick, 3200 full)"
+    )
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)

@@ -17,9 +17,8 @@ host (packed sequences) cannot be captured; they fall back to eager steps with a
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -34,18 +33,13 @@ from tunelab.pack.losses import PackedLoss, member_metrics
 from tunelab.pack.model import PackedModel, pack_models
 from tunelab.pack.optim import PackedOptimizer, PackedSchedule, clip_per_member
 from tunelab.train.device import seed_everything
+from tunelab.train.engine import Engine
 from tunelab.train.optim import head_param_ids
+from tunelab.train.result import autocast
 
 __all__ = ["PackEngine"]
 
 log = logging.getLogger(__name__)
-
-
-def autocast(device: torch.device, amp: bool) -> Any:
-    """bf16 autocast on CUDA when ``amp``; nothing otherwise."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 _COMPILED: dict[Any, Any] = {}
@@ -59,15 +53,17 @@ def _compiled(steps: Any) -> Any:
     return _COMPILED[steps]
 
 
-class PackEngine:
-    """Model, optimizer, loss, schedules, batch order and per-member accumulators of one pack.
+class PackEngine(Engine):
+    """The :class:`~tunelab.train.engine.Engine` of K stacked members: model, optimizer, loss and
+    schedules of one pack, the same batch order and epoch sums (K-vectors).
 
-    ``train_epoch()`` runs one epoch of optimizer steps and returns the samples each member saw;
-    ``loss_sum``, ``norm_sum`` and ``clipped`` (K-vectors on the device) hold the epoch's sums.
     Options (CUDA only): ``tf32`` lets matmuls and convolutions use TF32; ``compile`` fuses the
     recurrent gate arithmetic with ``torch.compile``; ``graphs`` captures each step in a CUDA
     graph (see the module docstring).
     """
+
+    model: PackedModel
+    loss_fn: PackedLoss
 
     def __init__(
         self,
@@ -81,32 +77,29 @@ class PackEngine:
         graphs: bool = False,
         bucket_step: int = 16,
     ) -> None:
-        self.cfgs = list(cfgs)
-        self.meta, self.train, self.device = meta, train, device
-        first = cfgs[0]
-        self.tc = first.train
-        self.bucket = first.data.bucket
-        self.amp = first.train.amp
-        models = []
-        for cfg in cfgs:
-            seed_everything(cfg.seed)  # each member starts from the weights its solo run would have
-            models.append(build_model(cfg.model, meta))
-        self.solo_models = models
-        self.model: PackedModel = pack_models(models).to(device)
-        head_ids = head_param_ids(self.model)
-        self.optimizer = PackedOptimizer(list(self.model.parameters()), head_ids, [c.train for c in cfgs], device)
-        self.loss_fn = PackedLoss([c.loss for c in cfgs], meta, train.y.cpu()).to(device)
-        micro = math.ceil(len(train) / self.tc.batch_size)
-        self.steps_per_epoch = self.tc.steps_per_epoch or max(1, micro // self.tc.grad_accum)
-        self.schedule = PackedSchedule([c.train for c in cfgs], self.steps_per_epoch)
-        self.gen = torch.Generator().manual_seed(first.seed)
-        self.aug_gen = torch.Generator(device=device).manual_seed(first.seed + 1)
-        augs = [c.data.augment for c in cfgs]
-        self.augs = augs if any(a != augs[0] for a in augs) else augs[:1]
-        self.live = torch.ones(len(cfgs), dtype=torch.bool, device=device)
-        self.step_count = 0
         self.tf32 = tf32 and device.type == "cuda"
-        if compile and device.type == "cuda":
+        self._compile = compile and device.type == "cuda"
+        self.graphs = graphs and device.type == "cuda" and not train.extras
+        self.bucket_step = bucket_step
+        self._graphs: dict[int, Any] = {}
+        self._static: dict[int, dict[str, Tensor]] = {}
+        self._pool: Any = None
+        self.graph_error: str | None = None
+        super().__init__(cfgs, meta, train, device)
+
+    def _build(self) -> None:
+        """Each member's model from its own seed (the weights its solo run starts from), stacked."""
+        models = []
+        for cfg in self.cfgs:
+            seed_everything(cfg.seed)
+            models.append(build_model(cfg.model, self.meta))
+        self.solo_models = models
+        self.model = pack_models(models).to(self.device)
+        tcs = [c.train for c in self.cfgs]
+        self.optimizer = PackedOptimizer(list(self.model.parameters()), head_param_ids(self.model), tcs, self.device)
+        self.loss_fn = PackedLoss([c.loss for c in self.cfgs], self.meta, self.train.y.cpu()).to(self.device)
+        self.schedule = PackedSchedule(tcs, self.steps_per_epoch)
+        if self._compile:
             # one compiled variant per (pack size, batch) shape and precision; packs of many sizes
             # in one process (a tuning run, the benchmark) need more than dynamo's default 8
             dynamo = torch._dynamo.config
@@ -115,63 +108,29 @@ class PackEngine:
             for m in self.model.modules():
                 if isinstance(m, PackedRNN):
                     m.fns = _compiled(m.plain)
-        self.graphs = graphs and device.type == "cuda" and not train.extras
-        self.bucket_step = bucket_step
-        self._graphs: dict[int, Any] = {}
-        self._static: dict[int, dict[str, Tensor]] = {}
-        self._pool: Any = None
-        self.graph_error: str | None = None
-        self._cpu_lengths = train.lengths.cpu()
-        self._order: list[tuple[Tensor, Tensor]] = []
-        self.loss_sum = torch.zeros(self.k, device=device)
-        self.norm_sum = torch.zeros(self.k, device=device)
-        self.clipped = torch.zeros(self.k, device=device)
 
     @property
     def k(self) -> int:
         return self.model.k
 
-    def reset_sums(self) -> None:
-        """Zero the epoch sums in place (captured graphs add into these very tensors)."""
-        for t in (self.loss_sum, self.norm_sum, self.clipped):
-            t.zero_()
+    def member_model(self, slot: int) -> nn.Module:
+        """Member ``slot``'s own single model (its initial weights until it finishes)."""
+        return self.solo_models[slot].to(self.device)
 
-    # ------------------------------------------------------------------ batches
+    def weights(self) -> dict[str, Tensor]:
+        return self.model.body.state_dict()
 
-    def _next_batch(self) -> tuple[Tensor, Tensor]:
-        """(host indices, device indices) of the next batch, in ``fit``'s order."""
-        if not self._order:  # a fresh shuffled pass whenever the previous one is used up (as fit)
-            batches = batch_indices(
-                len(self.train),
-                self.tc.batch_size,
-                shuffle=True,
-                generator=self.gen,
-                lengths=self.train.host_lengths,
-                bucket=self.bucket,
-            )
-            on_device = torch.cat(batches).to(self.device).split([len(b) for b in batches])  # one upload per pass
-            self._order = list(zip(batches, on_device, strict=True))[::-1]
-        return self._order.pop()
+    def keep_best(self, slots: Sequence[int]) -> None:
+        if slots:
+            idx = torch.tensor(list(slots), device=self.device)
+            for name, v in self.weights().items():
+                self.best[name].index_copy_(0, idx, v.detach()[idx])
 
-    def _batch(self, idx: Tensor, dev_idx: Tensor, t: int) -> tuple[dict[str, Tensor], Tensor]:
-        """Rows ``idx`` trimmed to ``t`` steps, augmented (per member when augmentations differ)."""
-        from tunelab.data.augment import augment
+    def best_state(self, slot: int) -> dict[str, Tensor]:
+        return {name: v[slot].clone() for name, v in self.best.items()}
 
-        data = self.train
-        lengths = data.lengths[dev_idx]
-        x = data.x[dev_idx, :t]
-        inputs = {"x": x, "lengths": lengths} | {k: v[dev_idx] for k, v in data.extras.items()}
-        y = data.y[dev_idx]
-        if data.meta.task == "seq2seq":
-            y = y[:, :t]
-        if len(self.augs) == 1:
-            inputs["x"] = augment(x, lengths, self.augs[0], self.aug_gen)
-        else:  # members augment differently: one input per member, [K, B, T, C]
-            inputs["x"] = torch.stack([augment(x, lengths, a, self.aug_gen) for a in self.augs])
-        return inputs, y
-
-    def _t_max(self, idx: Tensor) -> int:
-        return int(self._cpu_lengths[idx].max())
+    def on_epoch_end(self, slot: int, val_loss: float) -> None:
+        self.schedule.on_epoch_end(slot, val_loss)
 
     # ------------------------------------------------------------------ steps
 
@@ -186,17 +145,6 @@ class PackEngine:
         finally:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
-    def train_epoch(self, steps: int | None = None) -> int:
-        """One epoch of optimizer steps (or ``steps`` of them); returns the samples each member
-        trained on."""
-        self.model.train()
-        self.reset_sums()
-        seen = 0
-        with self._precision():
-            for _ in range(steps if steps is not None else self.steps_per_epoch):
-                seen += self._step()
-        return seen
-
     def _lrs(self) -> Tensor:
         return self.schedule.lrs(self.step_count, self.device) * self.live
 
@@ -206,31 +154,15 @@ class PackEngine:
             if len(idx) == self.tc.batch_size:
                 return self._graph_step(idx, dev_idx)
             return self._eager_step([(idx, dev_idx)])
-        return self._eager_step([self._next_batch() for _ in range(self.tc.grad_accum)])
+        return super()._step()
 
-    def _forward_backward(self, inputs: dict[str, Tensor], y: Tensor, scale: float) -> None:
-        with autocast(self.device, self.amp):
-            out = self.model(**inputs)
-        losses = self.loss_fn(out, y, inputs["lengths"])
-        (losses.sum() * scale).backward()
-        self.loss_sum += losses.detach() * scale
-
-    def _update(self, lrs: Tensor) -> None:
+    def _update(self, lrs: Tensor | None = None) -> None:
+        """Clip each member to its own norm, step each with its own learning rates (``lrs``: a
+        captured step's static copy; else this step's)."""
         norms = clip_per_member(self.optimizer.params, self.optimizer.clip)
         self.norm_sum += norms
         self.clipped += (norms > self.optimizer.clip).float()
-        self.optimizer.step(lrs)
-
-    def _eager_step(self, batches: list[tuple[Tensor, Tensor]]) -> int:
-        seen = 0
-        for idx, dev_idx in batches:
-            inputs, y = self._batch(idx, dev_idx, self._t_max(idx))
-            self._forward_backward(inputs, y, 1.0 / len(batches))
-            seen += len(idx)
-        self._update(self._lrs())
-        self.optimizer.zero_grad()
-        self.step_count += 1
-        return seen
+        self.optimizer.step(self._lrs() if lrs is None else lrs)
 
     def _bucket(self, t: int) -> int:
         return min(self.train.x.shape[1], -(-t // self.bucket_step) * self.bucket_step)
@@ -327,6 +259,24 @@ class PackEngine:
         metrics = {"loss": self.loss_fn(out, data.y, data.lengths)}
         return metrics | member_metrics(out, data.y, data.lengths, data.meta, data.x)
 
+    def epoch_metrics(self, val: SequenceData) -> list[dict[str, float]]:
+        """Each member's epoch metrics (train loss, validation metrics, learning rates, gradient
+        norm, clipped share), read from the device in one transfer."""
+        val_m = self.evaluate(val)
+        names = list(val_m)
+        steps = self.steps_per_epoch
+        sums = (self.loss_sum / steps, self.norm_sum / steps, self.clipped / steps)
+        table = torch.stack([*sums, *(val_m[n].float() for n in names)]).T.tolist()
+        lrs = self.schedule.host_lrs(self.step_count - 1)
+        out = []
+        for s, row in enumerate(table):
+            metrics = {"train_loss": row[0]} | {f"val_{n}": v for n, v in zip(names, row[3:], strict=True)}
+            metrics |= {"lr/body": lrs[s][0], "lr/head": lrs[s][1], "grad_norm": row[1], "clip_frac": row[2]}
+            if self.model.head is None:
+                metrics.pop("lr/head")
+            out.append(metrics)
+        return out
+
     def select_(self, slots: Sequence[int]) -> None:
         """Keep only the members in ``slots`` (compaction); captured graphs are dropped."""
         idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
@@ -335,6 +285,7 @@ class PackEngine:
         self.loss_fn.select_(idx)
         self.schedule.select(slots)
         self.live = self.live[idx]
+        self.best = {name: v[idx].contiguous() for name, v in self.best.items()}
         if len(self.augs) > 1:
             self.augs = [self.augs[i] for i in slots]
         self.loss_sum = torch.zeros(self.k, device=self.device)

@@ -1,6 +1,7 @@
 """Train a pack: K configs that share a pack key, one stacked computation, K results.
 
-:func:`fit_pack` is :func:`tunelab.train.fit` for a list of configs.  Each member gets its own
+:func:`fit_pack` is :func:`tunelab.train.fit` for a list of configs: the same loop
+(:mod:`tunelab.train.loop`) and per-trial bookkeeping, with a stacked engine.  Each member gets its own
 initial weights (built from its own seed, exactly as its solo run would), its own value
 hyperparameters, early stopping, callbacks, history and :class:`~tunelab.train.RunResult`.
 What members share: the data, the batch order and the augmentation random stream — all taken
@@ -11,31 +12,26 @@ with dropout off equals its solo run when it has the first member's seed.
 from __future__ import annotations
 
 import copy
-import logging
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from torch import Tensor
 
-from tunelab.config import ExperimentConfig, pack_key, save_config
+from tunelab.config import ExperimentConfig, pack_key
 from tunelab.data.base import DataMeta
-from tunelab.models import build_model, count_parameters
+from tunelab.models import build_model
 from tunelab.pack.engine import PackEngine
 from tunelab.pack.model import NotPackable, pack_models
-from tunelab.train.callbacks import Callback, Diverged, EarlyStopper, EpochReport, FitContext, StopTraining
+from tunelab.train.callbacks import Callback
 from tunelab.train.device import resolve_device
+from tunelab.train.engine import Engine
+from tunelab.train.loop import fit_engine
+from tunelab.train.member import PACK_FLUSH_SECONDS
+from tunelab.train.result import RunResult
 
-if TYPE_CHECKING:
-    from tunelab.train.trainer import RunResult
-
-__all__ = ["fit_pack", "pack_group_key", "packable"]
-
-log = logging.getLogger(__name__)
+__all__ = ["fit_pack", "make_engine", "pack_group_key", "packable"]
 
 #: Value fields that a family reads from its config inside ``forward`` (not through a layer), so
 #: members of one pack must agree on them.
@@ -77,156 +73,6 @@ def packable(cfg: ExperimentConfig, meta: DataMeta) -> bool:
     return True
 
 
-PACK_FLUSH_SECONDS = 1.0
-
-
-@dataclass
-class _Member:
-    index: int
-    cfg: ExperimentConfig
-    callbacks: Sequence[Callback]
-    ctx: FitContext
-    stopper: EarlyStopper
-    writer: Any
-    history: list[EpochReport] = field(default_factory=list)
-    best_epoch: int = 0
-    best_state: dict[str, Tensor] | None = None
-    stop_reason: str | None = None
-    exception: BaseException | None = None
-    seconds: float = 0.0
-
-    @classmethod
-    def start(
-        cls,
-        index: int,
-        cfg: ExperimentConfig,
-        callbacks: Sequence[Callback],
-        run_dir: str | Path | None,
-        model: torch.nn.Module,
-        meta: DataMeta,
-        n_params: int,
-        pack_size: int,
-    ) -> _Member:
-        """Member ``index``, its run directory started and ``on_fit_start`` called, as ``fit`` does."""
-        from tunelab.results.run import RunWriter
-        from tunelab.train.trainer import monitor_mode
-
-        # a pack's members buffer their epoch lines (~1 write a second each, not one per epoch)
-        writer = RunWriter(run_dir, flush_seconds=PACK_FLUSH_SECONDS) if run_dir is not None else None
-        if writer:
-            writer.start(save_config(cfg))
-        where = Path(run_dir) if run_dir is not None else None
-        info = {"pack_member": index, "pack_size": pack_size}
-        ctx = FitContext(config=cfg, meta=meta, model=model, n_params=n_params, run_dir=where, info=info)
-        es = cfg.train.early_stopping
-        stopper = EarlyStopper(monitor_mode(es.monitor, es.mode), es.patience, es.min_delta)
-        for cb in callbacks:
-            cb.on_fit_start(ctx)
-        return cls(index, cfg, callbacks, ctx, stopper, writer)
-
-    def end_epoch(self, epoch: int, metrics: dict[str, float], monitor: str) -> bool:
-        """Record the epoch and run the callbacks, as ``fit`` does for a solo run; True if the
-        monitored metric improved.  Sets ``stop_reason`` when the member stops here."""
-        if not math.isfinite(metrics["train_loss"]) or not math.isfinite(metrics.get("val_loss", 0.0)):
-            what = "train loss" if not math.isfinite(metrics["train_loss"]) else "validation loss"
-            self.stop_reason, self.exception = "diverged", Diverged(epoch, what)
-            return False
-        if monitor not in metrics:
-            from tunelab.errors import UserError
-
-            raise UserError(
-                f"train.early_stopping.monitor: '{monitor}' is not a metric of this run; use one of {', '.join(k for k in metrics if k.startswith(('val_', 'train_')))}"
-            )
-        improved = self.stopper.update(metrics[monitor])
-        if improved:
-            self.best_epoch = epoch
-        report = EpochReport(epoch=epoch, metrics=metrics, improved=improved, member=self.index)
-        self.history.append(report)
-        if self.writer:
-            self.writer.epoch({"epoch": epoch, **metrics})
-        try:
-            for cb in self.callbacks:
-                cb.on_epoch_end(self.ctx, report)
-        except StopTraining as exc:
-            self.stop_reason = str(exc) or "stopped by callback"
-        except Exception as exc:  # noqa: BLE001  (a pruned member stops alone; the caller re-raises it)
-            name = type(exc).__name__
-            self.stop_reason, self.exception = ("pruned" if name == "TrialPruned" else f"error: {name}"), exc
-        if self.stop_reason is None and self.stopper.stop:
-            self.stop_reason = "early_stopping"
-        if self.stop_reason is None and epoch >= self.cfg.train.max_epochs:
-            self.stop_reason = "max_epochs"
-        return improved
-
-    def result(self, splits: tuple[Any, Any, Any], meta: DataMeta, n_params: int, pack_size: int) -> RunResult:
-        """The member's ``RunResult``: its best weights in its own single model, final metrics
-        computed as ``fit`` computes them, its run directory finished, ``on_fit_end`` called."""
-        from tunelab.train.losses import build_loss
-        from tunelab.train.trainer import RunResult, _final_metrics
-
-        train, val, test = splits
-        model = self.ctx.model
-        if self.best_state is not None:
-            model.load_state_dict(self.best_state)
-        extra: dict[str, Any] = {"pack_member": self.index, "pack_size": pack_size}
-        failed = self.exception is not None
-        temperature = 1.0
-        if failed:
-            extra["exception"] = self.exception
-            metrics = dict(self.history[self.best_epoch - 1].metrics) if self.best_epoch else {}
-        else:
-            loss_fn = build_loss(self.cfg.loss, meta, train.y.cpu()).to(train.x.device)
-            calibrate = self.cfg.loss.temperature_scaling
-            amp = self.cfg.train.amp
-            metrics = _final_metrics(model, val, test, loss_fn, self.history, self.best_epoch, amp, calibrate=calibrate)
-            temperature = metrics.pop("temperature", 1.0)
-        result = RunResult(
-            config=self.cfg,
-            model=model,
-            history=self.history,
-            best_epoch=self.best_epoch,
-            epochs=len(self.history),
-            n_params=n_params,
-            seconds=self.seconds,
-            metrics=metrics,
-            stop_reason=self.stop_reason or ("" if failed else "max_epochs"),
-            temperature=temperature,
-            extra=extra,
-        )
-        if self.writer:
-            self.writer.flush()  # before the trial is told: a finished trial's log is complete
-        if not failed:  # a failed member's trial records it; it gets no checkpoint
-            if self.writer:
-                self.writer.finish(model.state_dict(), save_config(self.cfg), result.summary())
-            for cb in self.callbacks:
-                cb.on_fit_end(self.ctx, result)
-        return result
-
-
-def _slot_metrics(engine: PackEngine, val: Any) -> list[dict[str, float]]:
-    """Each pack slot's epoch metrics (train loss, validation metrics, learning rates, gradient
-    norm, clipped share), read from the device in one transfer."""
-    val_m = engine.evaluate(val)
-    names = list(val_m)
-    table = torch.stack(
-        [
-            engine.loss_sum / engine.steps_per_epoch,
-            engine.norm_sum / engine.steps_per_epoch,
-            engine.clipped / engine.steps_per_epoch,
-            *(val_m[n].float() for n in names),
-        ]
-    ).T.tolist()
-    lrs = engine.schedule.host_lrs(engine.step_count - 1)
-    out = []
-    for s, row in enumerate(table):
-        metrics = {"train_loss": row[0]} | {f"val_{n}": v for n, v in zip(names, row[3:], strict=True)}
-        metrics |= {"lr/body": lrs[s][0], "lr/head": lrs[s][1], "grad_norm": row[1], "clip_frac": row[2]}
-        if engine.model.head is None:
-            metrics.pop("lr/head")
-        out.append(metrics)
-    return out
-
-
 def fit_pack(
     cfgs: Sequence[ExperimentConfig],
     data: Any,
@@ -251,7 +97,8 @@ def fit_pack(
     training, the pack is compacted to the live members.  ``run_dirs[k]`` (optional) gets member
     k's config, metrics.jsonl, best checkpoint and summary, as a solo run's directory.
 
-    Results come in the order of ``cfgs``; each one's ``model`` is an ordinary single model with
+    A pack of one is the ordinary run (:func:`make_engine`): ``fit_pack([cfg])`` and ``fit(cfg)``
+    train the same model through the same loop.  Results come in the order of ``cfgs``; each one's ``model`` is an ordinary single model with
     the member's best weights and ``metrics`` are computed exactly as ``fit`` computes them.
     ``ctx.model`` in a callback is that single model, but it holds the initial weights until the
     member finishes (the live weights are inside the pack).
@@ -274,61 +121,27 @@ def fit_pack(
         raise ValueError("fit_pack: one callbacks list and one run_dir per config")
 
     t_start = time.perf_counter()
-    first = cfgs[0]
-    device = resolve_device(first.device)
+    device = resolve_device(cfgs[0].device)
     train, val, test = (s.to(device) for s in (data.train, data.val, data.test))
-    meta = data.meta
-    engine = PackEngine(cfgs, meta, train, device, tf32=tf32, compile=compile, graphs=graphs)
-    n_params = count_parameters(engine.solo_models[0])
+    engine = make_engine(cfgs, data.meta, train, device, graphs=graphs, compile=compile, tf32=tf32)
+    infos = [{"pack_member": i, "pack_size": k_total} for i in range(k_total)]
+    return fit_engine(
+        engine,
+        (train, val, test),
+        callbacks_per_member,
+        run_dirs,
+        infos,
+        flush_seconds=PACK_FLUSH_SECONDS,
+        compact_below=compact_below,
+        t_start=t_start,
+    )
 
-    members = [
-        _Member.start(
-            i, cfg, callbacks_per_member[i], run_dirs[i], engine.solo_models[i].to(device), meta, n_params, k_total
-        )
-        for i, cfg in enumerate(cfgs)
-    ]
 
-    slots = list(range(k_total))  # slot s of the pack holds member slots[s]
-    best = {n: v.detach().clone() for n, v in engine.model.body.state_dict().items()}
-    max_epochs = max(c.train.max_epochs for c in cfgs)
-    monitor = first.train.early_stopping.monitor
-    for epoch in range(1, max_epochs + 1):
-        t0 = time.perf_counter()
-        engine.train_epoch()
-        rows = _slot_metrics(engine, val)
-        seconds = time.perf_counter() - t0
-        improved_slots = []
-        for s, member_index in enumerate(slots):
-            m = members[member_index]
-            if m.stop_reason is not None:
-                continue
-            metrics = rows[s] | {"seconds": seconds}
-            if m.end_epoch(epoch, metrics, monitor):
-                improved_slots.append(s)
-            if m.stop_reason != "diverged":
-                engine.schedule.on_epoch_end(s, metrics["val_loss"])
-        if improved_slots:
-            idx = torch.tensor(improved_slots, device=device)
-            for n, v in engine.model.body.state_dict().items():
-                best[n].index_copy_(0, idx, v.detach()[idx])
-        stopped = []
-        for s, member_index in enumerate(slots):
-            m = members[member_index]
-            if m.stop_reason is not None and bool(engine.live[s]):
-                m.best_state = {n: v[s].clone() for n, v in best.items()}
-                m.seconds = time.perf_counter() - t_start
-                stopped.append(s)
-        if stopped:
-            engine.live[torch.tensor(stopped, device=device)] = False
-        live = [s for s in range(len(slots)) if members[slots[s]].stop_reason is None]
-        if not live:
-            break
-        if len(live) < compact_below * len(slots):
-            engine.select_(live)
-            slots = [slots[s] for s in live]
-            idx = torch.tensor(live, device=device)
-            best = {n: v[idx].contiguous() for n, v in best.items()}
-            log.debug("pack compacted to %d members", len(slots))
-
-    splits = (train, val, test)
-    return [m.result(splits, meta, n_params, k_total) for m in members]
+def make_engine(
+    cfgs: Sequence[ExperimentConfig], meta: DataMeta, train: Any, device: torch.device, **options: Any
+) -> Engine:
+    """The engine for ``cfgs``: one trial trains its ordinary model (cuDNN's fused GRU/LSTM, torch's
+    optimizer: :class:`~tunelab.train.engine.Engine`), more than one as a stacked :class:`PackEngine`."""
+    if len(cfgs) == 1:
+        return Engine(cfgs, meta, train, device)
+    return PackEngine(cfgs, meta, train, device, **options)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tunelab.train.callbacks import BaseCallback, Callback, Diverged, EpochReport, FitContext, StopTraining
-from tunelab.train.trainer import RunResult, evaluate, fit, predict
+from tunelab.train.result import RunResult, evaluate, predict
+from tunelab.train.trainer import fit
 
 __all__ = [
     "BaseCallback",

@@ -246,12 +246,14 @@ class Objective:
         follow = TrialCallback(trial, self.report_metric, prune=self.prune)
         return TrialRun(cfg, params, run_dir, follow, t0)
 
-    def complete(self, trial: optuna.Trial, result: RunResult) -> float | list[float]:
-        """Record a finished run on its trial and return the objective value(s)."""
+    def complete(self, trial: optuna.Trial, result: RunResult, free: bool = True) -> float | list[float]:
+        """Record a finished run on its trial and return the objective value(s); ``free=False``
+        leaves giving device memory back to the caller (a pack frees once for all its members)."""
         values = objective_values(result, self.objectives)
         self._record(trial, result)
         del result
-        _free_memory()
+        if free:
+            _free_memory()
         return values[0] if len(values) == 1 else values
 
     def context(self, trial: optuna.Trial, params: dict[str, Any]) -> AbstractContextManager[Sequence[Callback]]:

@@ -198,14 +198,20 @@ def _run_batch(study: optuna.Study, objective: Objective, k: int, after: After) 
 
 
 def _tell_outcome(
-    batch: _Batch, objective: Objective, trial: optuna.Trial, run: TrialRun, result: Any, exc: BaseException | None
+    batch: _Batch,
+    objective: Objective,
+    trial: optuna.Trial,
+    run: TrialRun,
+    result: Any,
+    exc: BaseException | None,
+    free: bool = True,
 ) -> None:
     """Record and tell one trial; interrupts and ``UserError`` propagate after the trial is told."""
     trial.set_user_attr(TRIAL.SECONDS, time.perf_counter() - run.t0)
     try:
         if exc is not None:
             objective.fail(trial, run, exc)
-        values = objective.complete(trial, result)
+        values = objective.complete(trial, result, free=free)
     except optuna.TrialPruned:
         batch.tell(trial, state=TrialState.PRUNED)
     except TrialFailed:
@@ -255,5 +261,7 @@ def _pack(batch: _Batch, objective: Objective, members: list[tuple[optuna.Trial,
         for (trial, run), result in zip(chunk, results, strict=True):
             trial.set_user_attr(TRIAL.PACK_SIZE, len(chunk))
             own = error if error is not None else result.extra.pop("exception", None)
-            _tell_outcome(batch, objective, trial, run, None if own is not None else result, own)
+            _tell_outcome(batch, objective, trial, run, None if own is not None else result, own, free=False)
+        del results
+        _free_memory()  # once per pack, not per member: a full gc.collect() costs ~0.3 s
         batch.flush()

@@ -1,0 +1,225 @@
+"""The training step of the one loop: one trial (a pack of one), the base of a stacked pack.
+
+:class:`Engine` owns what every trial's training shares: the batch order (from the first
+config's seed), augmentation, the optimizer-step count, the epoch's device-side sums (loss,
+gradient norm, clipped steps: read once per epoch, never per step) and the best weights so far.
+Here it trains one ordinary model with torch's optimizer and ``clip_grad_norm_`` (cuDNN's fused
+GRU/LSTM on a GPU); :class:`tunelab.pack.engine.PackEngine` is the same engine with K stacked
+members (its own model, optimizer, loss and CUDA-graph capture).  The epoch loop and each
+trial's bookkeeping (:mod:`tunelab.train.loop`, :mod:`tunelab.train.member`) are the same for both.
+
+Our own loop (not a framework's) on purpose, for speed: data stays on the device and a batch is
+an index slice whose order is uploaded once per pass; nothing in a step waits for the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tunelab.config import ExperimentConfig
+from tunelab.data.base import DataMeta, SequenceData
+from tunelab.data.batching import batch_indices
+from tunelab.models import build_model
+from tunelab.train.device import seed_everything
+from tunelab.train.losses import build_loss
+from tunelab.train.optim import LRSchedule, build_optimizer
+from tunelab.train.result import autocast, evaluate
+
+__all__ = ["Engine"]
+
+Batch = tuple[Tensor, Tensor]  # (host indices, device indices)
+
+
+class Engine:
+    """One trial's model, optimizer, loss, schedule, batch order and epoch sums.
+
+    ``train_epoch()`` runs one epoch of optimizer steps and returns the samples each member saw;
+    ``loss_sum``, ``norm_sum`` and ``clipped`` (K-vectors on the device, K = 1 here) hold the
+    epoch's sums; ``epoch_metrics(val)`` reads them with the validation metrics, one dict a member.
+    """
+
+    model: nn.Module
+
+    def __init__(self, cfgs: Sequence[ExperimentConfig], meta: DataMeta, train: SequenceData, device: torch.device):
+        self.cfgs = list(cfgs)
+        self.meta, self.train, self.device = meta, train, device
+        first = self.cfgs[0]
+        self.tc = first.train
+        self.bucket = first.data.bucket
+        self.amp = first.train.amp
+        micro = math.ceil(len(train) / self.tc.batch_size)
+        self.steps_per_epoch = self.tc.steps_per_epoch or max(1, micro // self.tc.grad_accum)
+        self._build()
+        self.gen = torch.Generator().manual_seed(first.seed)
+        self.aug_gen = torch.Generator(device=device).manual_seed(first.seed + 1)
+        augs = [c.data.augment for c in self.cfgs]
+        self.augs = augs if any(a != augs[0] for a in augs) else augs[:1]
+        self.live = torch.ones(self.k, dtype=torch.bool, device=device)
+        self.step_count = 0
+        self._cpu_lengths = train.host_lengths
+        self._order: list[Batch] = []
+        self.loss_sum = torch.zeros(self.k, device=device)
+        self.norm_sum = torch.zeros(self.k, device=device)
+        self.clipped = torch.zeros(self.k, device=device)
+        self.best = {n: v.detach().clone() for n, v in self.weights().items()}
+
+    # ------------------------------------------------------------------ the trial's parts
+
+    def _build(self) -> None:
+        """The ordinary model (from the config's seed, as every run of it), loss, optimizer, schedule."""
+        cfg = self.cfgs[0]
+        seed_everything(cfg.seed)  # the model's init does not depend on how data was prepared
+        self.model = build_model(cfg.model, self.meta).to(self.device)
+        self.loss_fn: nn.Module = build_loss(cfg.loss, self.meta, self.train.y.cpu()).to(self.device)
+        self.optimizer: Any = build_optimizer(self.model, self.tc)
+        self.schedule: Any = LRSchedule(self.tc, self.steps_per_epoch)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.clip = self.tc.clip_norm if self.tc.clip_norm is not None else math.inf
+
+    @property
+    def k(self) -> int:
+        """Members trained by one step (1 here)."""
+        return 1
+
+    def member_model(self, slot: int) -> nn.Module:
+        """The ordinary model that member ``slot``'s result holds (here the trained model itself)."""
+        return self.model
+
+    def weights(self) -> dict[str, Tensor]:
+        """The live weights and buffers, as the best-state copy holds them."""
+        return self.model.state_dict()
+
+    def keep_best(self, slots: Sequence[int]) -> None:
+        """Copy the live weights of ``slots`` (members whose monitored metric improved) on the
+        device, into buffers allocated once."""
+        if slots:
+            for name, v in self.weights().items():
+                self.best[name].copy_(v)
+
+    def best_state(self, slot: int) -> dict[str, Tensor]:
+        """Member ``slot``'s best weights as an ordinary single-model state dict."""
+        return self.best
+
+    def on_epoch_end(self, slot: int, val_loss: float) -> None:
+        """The plateau schedule of member ``slot`` sees its validation loss."""
+        self.schedule.on_epoch_end(val_loss)
+
+    def select_(self, slots: Sequence[int]) -> None:
+        """Keep only the members in ``slots`` (compaction; a pack of one never compacts)."""
+        raise NotImplementedError("a single trial has nothing to compact")
+
+    # ------------------------------------------------------------------ batches
+
+    def reset_sums(self) -> None:
+        """Zero the epoch sums in place (captured graphs add into these very tensors)."""
+        for t in (self.loss_sum, self.norm_sum, self.clipped):
+            t.zero_()
+
+    def _next_batch(self) -> Batch:
+        """(host indices, device indices) of the next batch."""
+        if not self._order:  # a fresh shuffled pass whenever the previous one is used up
+            batches = batch_indices(
+                len(self.train),
+                self.tc.batch_size,
+                shuffle=True,
+                generator=self.gen,
+                lengths=self._cpu_lengths,
+                bucket=self.bucket,
+            )
+            on_device = torch.cat(batches).to(self.device).split([len(b) for b in batches])  # one upload per pass
+            self._order = list(zip(batches, on_device, strict=True))[::-1]
+        return self._order.pop()
+
+    def _batch(self, idx: Tensor, dev_idx: Tensor, t: int) -> tuple[dict[str, Tensor], Tensor]:
+        """Rows ``idx`` trimmed to ``t`` steps, augmented (per member when augmentations differ)."""
+        from tunelab.data.augment import augment
+
+        data = self.train
+        lengths = data.lengths[dev_idx]
+        x = data.x[dev_idx, :t]
+        inputs = {"x": x, "lengths": lengths} | {k: v[dev_idx] for k, v in data.extras.items()}
+        y = data.y[dev_idx]
+        if data.meta.task == "seq2seq":
+            y = y[:, :t]
+        if len(self.augs) == 1:
+            inputs["x"] = augment(x, lengths, self.augs[0], self.aug_gen)
+        else:  # members augment differently: one input per member, [K, B, T, C]
+            inputs["x"] = torch.stack([augment(x, lengths, a, self.aug_gen) for a in self.augs])
+        return inputs, y
+
+    def _t_max(self, idx: Tensor) -> int:
+        return int(self._cpu_lengths[idx].max())
+
+    # ------------------------------------------------------------------ steps
+
+    @contextmanager
+    def _precision(self) -> Iterator[None]:
+        """The numeric settings of this engine's work (a pack may switch TF32 on)."""
+        yield
+
+    def train_epoch(self, steps: int | None = None) -> int:
+        """One epoch of optimizer steps (or ``steps`` of them); returns the samples each member
+        trained on."""
+        self.model.train()
+        self.reset_sums()
+        seen = 0
+        with self._precision():
+            for _ in range(steps if steps is not None else self.steps_per_epoch):
+                seen += self._step()
+        return seen
+
+    def _step(self) -> int:
+        return self._eager_step([self._next_batch() for _ in range(self.tc.grad_accum)])
+
+    def _forward_backward(self, inputs: dict[str, Tensor], y: Tensor, scale: float) -> None:
+        with autocast(self.device, self.amp):
+            out = self.model(**inputs)
+        losses = self.loss_fn(out, y, inputs["lengths"])  # a scalar here, a K-vector in a pack
+        (losses.sum() * scale).backward()
+        self.loss_sum += losses.detach() * scale
+
+    def _eager_step(self, batches: list[Batch]) -> int:
+        seen = 0
+        for idx, dev_idx in batches:
+            inputs, y = self._batch(idx, dev_idx, self._t_max(idx))
+            self._forward_backward(inputs, y, 1.0 / len(batches))
+            seen += len(idx)
+        self._update()
+        self.optimizer.zero_grad()
+        self.step_count += 1
+        return seen
+
+    def _update(self, lrs: Tensor | None = None) -> None:
+        """Schedule, clip, step (``lrs`` is for a pack's captured step)."""
+        self.schedule.apply(self.optimizer, self.step_count)
+        if math.isinf(self.clip):  # no clipping: the norm (a reported metric) without a pass scaling by 1
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        self.norm_sum += norm
+        self.clipped += (norm > self.clip).float()
+        self.optimizer.step()
+
+    # ------------------------------------------------------------------ the epoch's report
+
+    def epoch_metrics(self, val: SequenceData) -> list[dict[str, float]]:
+        """Each member's epoch metrics: train loss, validation metrics, learning rate per group,
+        gradient norm (mean, before clipping), clipped share, and the model's own scalars."""
+        steps = self.steps_per_epoch
+        train_loss = float(self.loss_sum) / steps  # one host sync per epoch
+        val_metrics, _ = evaluate(self.model, val, self.loss_fn, amp=self.amp)  # type: ignore[arg-type]
+        metrics = {"train_loss": train_loss} | {f"val_{k}": v for k, v in val_metrics.items()}
+        for g in self.optimizer.param_groups:
+            metrics[f"lr/{g['name']}"] = g["lr"]
+        metrics["grad_norm"] = float(self.norm_sum) / steps
+        metrics["clip_frac"] = float(self.clipped) / steps
+        extra_scalars = getattr(self.model, "extra_scalars", None)
+        if callable(extra_scalars):
+            metrics |= {f"extra/{k}": float(v) for k, v in extra_scalars().items()}
+        return [metrics]

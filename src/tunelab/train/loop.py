@@ -1,0 +1,95 @@
+"""The one training loop: epochs of an :class:`~tunelab.train.engine.Engine` (one trial, or a
+stacked pack of K), each member's epoch recorded by its :class:`~tunelab.train.member.Member`.
+
+Members stop alone (early stopping, their own max_epochs, a callback, divergence): a stopped
+member is masked out of the step (learning rate 0) and its best weights, kept on the device all
+along, are handed to it once.  When fewer than ``compact_below`` of the slots are still training,
+the engine is compacted to the live members.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunelab.config import ExperimentConfig
+from tunelab.train.callbacks import Callback
+from tunelab.train.engine import Engine
+from tunelab.train.member import Member
+from tunelab.train.result import RunResult
+
+__all__ = ["fit_engine"]
+
+log = logging.getLogger(__name__)
+
+
+def fit_engine(
+    engine: Engine,
+    splits: tuple[Any, Any, Any],
+    callbacks: Sequence[Sequence[Callback]],
+    run_dirs: Sequence[str | Path | None],
+    infos: Sequence[dict[str, Any]],
+    *,
+    flush_seconds: float = 0.0,
+    compact_below: float = 0.5,
+    t_start: float | None = None,
+) -> list[RunResult]:
+    """Train ``engine``'s members to their ends; one ``RunResult`` per member, in order.
+
+    ``splits`` are the (train, val, test) data on the engine's device; member k gets
+    ``callbacks[k]``, ``run_dirs[k]`` (written as a solo run's directory; metrics lines buffered
+    for ``flush_seconds``) and ``infos[k]`` (its ``FitContext.info`` and ``result.extra``).  A
+    member that failed (diverged, pruned, a callback's error) has the exception in
+    ``result.extra["exception"]``."""
+    t_start = time.perf_counter() if t_start is None else t_start
+    train, val, test = splits
+    cfgs: list[ExperimentConfig] = engine.cfgs
+    members = [
+        Member.start(
+            i, cfg, callbacks[i], run_dirs[i], engine.member_model(i), engine.meta, dict(infos[i]), flush_seconds
+        )
+        for i, cfg in enumerate(cfgs)
+    ]
+    _train(engine, members, val, compact_below, t_start)
+    return [m.result(val, test, train.y) for m in members]
+
+
+def _train(engine: Engine, members: list[Member], val: Any, compact_below: float, t_start: float) -> None:
+    """Epochs until every member has stopped."""
+    slots = list(range(len(members)))  # slot s of the engine holds member slots[s]
+    handed: set[int] = set()  # members whose best weights were handed over
+    for epoch in range(1, max(m.cfg.train.max_epochs for m in members) + 1):
+        t0 = time.perf_counter()
+        engine.train_epoch()
+        rows = engine.epoch_metrics(val)
+        seconds = time.perf_counter() - t0
+        improved = []
+        for s, i in enumerate(slots):
+            m = members[i]
+            if m.stop_reason is not None:
+                continue
+            metrics = rows[s] | {"seconds": seconds}
+            if m.end_epoch(epoch, metrics):
+                improved.append(s)
+            if m.stop_reason != "diverged":
+                engine.on_epoch_end(s, metrics["val_loss"])
+        engine.keep_best(improved)
+        stopped = [s for s, i in enumerate(slots) if members[i].stop_reason is not None and i not in handed]
+        for s in stopped:
+            m = members[slots[s]]
+            m.best_state, m.seconds = engine.best_state(s), time.perf_counter() - t_start
+            handed.add(slots[s])
+        if stopped:
+            engine.live[torch.tensor(stopped, device=engine.device)] = False
+        live = [s for s, i in enumerate(slots) if i not in handed]
+        if not live:
+            break
+        if len(live) < compact_below * len(slots):
+            engine.select_(live)
+            slots = [slots[s] for s in live]
+            log.debug("pack compacted to %d members", len(slots))

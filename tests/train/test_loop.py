@@ -1,0 +1,123 @@
+"""The one loop: a single trial is a pack of one, trained as the plain torch loop would train it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tests.helpers import tiny_splits
+
+import tunelab  # noqa: F401  (registers the model families)
+from tunelab.config import load_config
+from tunelab.data import augment
+from tunelab.data.batching import batch_indices, make_batch
+from tunelab.models import build_model
+from tunelab.pack import fit_pack
+from tunelab.train import BaseCallback, fit
+from tunelab.train.device import seed_everything
+from tunelab.train.losses import build_loss
+from tunelab.train.optim import LRSchedule, build_optimizer
+
+# dropout, augmentation, clipping, warm-up and a body/head split: every random stream and rule
+ONE = [
+    "model.hidden_dim=8",
+    "model.num_layers=2",
+    "model.dropout=0.2",
+    "data.augment.jitter=0.05",
+    "train.batch_size=16",
+    "train.max_epochs=3",
+    "train.clip_norm=0.5",
+    "train.schedule=cosine",
+    "train.warmup_epochs=1",
+    "train.body_lr_scale=0.5",
+]
+
+
+def _losses(result) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    return torch.tensor([[r.metrics["train_loss"], r.metrics["val_loss"]] for r in result.history], dtype=torch.float64)
+
+
+def test_a_pack_of_one_equals_the_ordinary_run_bit_for_bit() -> None:
+    cfg = load_config(None, ONE)
+    solo = fit(cfg, data=tiny_splits(n=48))
+    (member,) = fit_pack([cfg], tiny_splits(n=48))
+    assert torch.equal(_losses(solo), _losses(member))
+    weights, packed = solo.model.state_dict(), member.model.state_dict()
+    assert weights.keys() == packed.keys() and all(torch.equal(weights[n], packed[n]) for n in weights)
+    assert (member.best_epoch, member.stop_reason) == (solo.best_epoch, solo.stop_reason)
+    assert member.extra == {"pack_member": 0, "pack_size": 1} and solo.extra == {}
+
+
+def _plain_torch_train_losses(cfg, splits) -> list[float]:  # type: ignore[no-untyped-def]
+    """The textbook loop over the same parts: torch's optimizer, clip_grad_norm_, one batch order."""
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, splits.meta)
+    loss_fn = build_loss(cfg.loss, splits.meta, splits.train.y)
+    opt = build_optimizer(model, cfg.train)
+    steps = math.ceil(len(splits.train) / cfg.train.batch_size)
+    schedule = LRSchedule(cfg.train, steps)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    losses, step, tc = [], 0, cfg.train
+    for _ in range(cfg.train.max_epochs):
+        model.train()
+        total = torch.zeros(())
+        train = splits.train
+        for idx in batch_indices(
+            len(train), tc.batch_size, shuffle=True, generator=gen, lengths=train.host_lengths, bucket=cfg.data.bucket
+        ):
+            inputs, y = make_batch(train, idx)
+            inputs["x"] = augment(inputs["x"], inputs["lengths"], cfg.data.augment, aug_gen)
+            loss = loss_fn(model(**inputs), y, inputs["lengths"])
+            loss.backward()
+            total += loss.detach()
+            schedule.apply(opt, step)
+            if tc.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
+            opt.step()
+            opt.zero_grad()
+            step += 1
+        losses.append(float(total) / steps)
+        model.eval()  # the loop evaluates between epochs (no random stream is used there)
+    return losses
+
+
+@pytest.mark.parametrize("clip", ["0.5", "null"])
+def test_a_single_trial_trains_as_the_plain_torch_loop(clip: str) -> None:
+    """The K = 1 engine is torch's own training (ordinary model, torch optimizer), bit for bit,
+    with clipping and without (where it only measures the gradient norm)."""
+    cfg = load_config(None, [*ONE, "train.early_stopping.patience=null", f"train.clip_norm={clip}"])
+    result = fit(cfg, data=tiny_splits(n=48))
+    assert [r.metrics["train_loss"] for r in result.history] == _plain_torch_train_losses(cfg, tiny_splits(n=48))
+    assert all(r.metrics["grad_norm"] > 0 for r in result.history)
+
+
+class TrialPruned(Exception):
+    """Not Optuna's: a pruned member is told by the exception's type, not by its class name."""
+
+
+class _RaiseAt(BaseCallback):
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def on_epoch_end(self, ctx, report) -> None:  # type: ignore[no-untyped-def]
+        raise self.exc
+
+
+def test_a_member_is_pruned_by_the_exception_type_not_its_name() -> None:
+    import optuna
+
+    cfgs = [load_config(None, [*ONE, f"train.lr={lr}"]) for lr in (1e-3, 2e-3, 3e-3)]
+    callbacks = [[_RaiseAt(TrialPruned())], [_RaiseAt(optuna.TrialPruned())], []]
+    named, pruned, free = fit_pack(cfgs, tiny_splits(n=48), callbacks)
+    assert (named.stop_reason, pruned.stop_reason, free.stop_reason) == ("error: TrialPruned", "pruned", "max_epochs")
+    assert named.epochs == pruned.epochs == 1 and free.epochs == 3
+
+
+def test_a_solo_run_raises_its_callbacks_exception_after_one_epoch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = load_config(None, ONE)
+    with pytest.raises(TrialPruned):
+        fit(cfg, data=tiny_splits(n=48), callbacks=[_RaiseAt(TrialPruned())], run_dir=tmp_path)
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (tmp_path / "best_model.pt").exists()  # a failed run writes no checkpoint
