@@ -258,22 +258,19 @@ def storage_server(url: str) -> Iterator[str]:
             proc.wait()
 
 
-def _collect(q: Any, procs: list[Any], kind: str, n: int, timeout: float) -> list[tuple[Any, ...]]:
-    """``n`` messages of ``kind`` from the workers (fewer if workers died or ``timeout`` passed)."""
+def _collect(q: Any, procs: list[Any], kind: str, n: int, timeout: float, box: list[tuple[Any, ...]]) -> list[Any]:
+    """``n`` messages of ``kind`` from the workers (fewer if workers died or ``timeout`` passed);
+    ``box`` holds every message received so far, so none of another kind is dropped."""
     import queue
 
-    got: list[tuple[Any, ...]] = []
     deadline = time.time() + timeout
-    while len(got) < n and time.time() < deadline:
+    while sum(m[0] == kind for m in box) < n and time.time() < deadline:
         try:
-            msg = q.get(timeout=1.0)
+            box.append(q.get(timeout=1.0))
         except queue.Empty:
             if not any(p.is_alive() for p in procs):
                 break
-            continue
-        if msg[0] == kind:
-            got.append(msg)
-    return got
+    return [m for m in box if m[0] == kind]
 
 
 def _drive(url: str, name: str, workers: int, trials: int, sleep_s: float, loop: bool, res: Result) -> list[int]:
@@ -285,11 +282,12 @@ def _drive(url: str, name: str, workers: int, trials: int, sleep_s: float, loop:
     procs = [ctx.Process(target=worker, args=args, daemon=True) for _ in range(workers)]
     for p in procs:
         p.start()
+    box: list[tuple[Any, ...]] = []
     try:
-        _collect(q, procs, "ready", workers, timeout=600)
+        _collect(q, procs, "ready", workers, 600, box)
         t0 = time.time()
         go.set()
-        done = _collect(q, procs, "done", workers, timeout=3600)
+        done = _collect(q, procs, "done", workers, 3600, box)
     finally:
         for p in procs:
             p.join(timeout=30)

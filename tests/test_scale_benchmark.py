@@ -31,6 +31,14 @@ def test_every_trial_is_accounted_for(via: str) -> None:
     assert not any(n.startswith("tunelab-scale-") and n.endswith(f"-{via}-2") for n in study_names)  # deleted
 
 
+def test_a_worker_that_cannot_connect_is_an_error_with_its_reason() -> None:
+    bad = str(POSTGRES).rsplit("/", 1)[0] + "/tunelab_scale_no_such_database"
+    res = scale.Result("direct", workers=2, trials=4)
+    handed = scale._drive(bad, "absent", 2, 4, 0.001, True, res)
+    assert handed == [] and res.errors == 2 and res.first_error.startswith("open: storage ")
+    assert res.samples == {"ask": [], "tell": [], "loop": []}
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_lost_trial_is_counted() -> None:
     """The audit counts what the storage holds: a trial asked and never told is lost."""
