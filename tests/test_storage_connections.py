@@ -44,3 +44,44 @@ def test_overlapping_threads_leave_the_kept_connections_open(connections: int | 
         assert _held(tag) == kept
     finally:
         engine.dispose()
+
+
+def test_opening_a_storage_uses_one_connection_at_a_time() -> None:
+    """Workers that start together must not need two connections each while they open the study."""
+    import sqlalchemy as sa
+
+    busy = [0, 0]  # checked out now, most at once (over every pool: only this open runs meanwhile)
+
+    def out(*_: object) -> None:
+        busy[0] += 1
+        busy[1] = max(busy)
+
+    def back(*_: object) -> None:
+        busy[0] -= 1
+
+    sa.event.listen(sa.pool.Pool, "checkout", out)
+    sa.event.listen(sa.pool.Pool, "checkin", back)
+    try:
+        tag = f"tunelab-open-{uuid.uuid4().hex[:8]}"
+        storage = make_storage(f"{POSTGRES}{'&' if '?' in str(POSTGRES) else '?'}application_name={tag}")
+    finally:
+        sa.event.remove(sa.pool.Pool, "checkout", out)
+        sa.event.remove(sa.pool.Pool, "checkin", back)
+    try:
+        assert busy == [0, 1] and _held(tag) == 1
+    finally:
+        storage.engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_tables_of_another_optuna_version_are_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna.storages._rdb.storage import _VersionManager
+
+    from tunelab.errors import UserError
+
+    monkeypatch.setattr(_VersionManager, "get_head_version", lambda self: "v99.0.0.a")
+    tag = f"tunelab-schema-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(
+        UserError, match=r"schema v\S+, this Optuna reads v99.0.0.a; run `optuna storage upgrade"
+    ) as err:
+        make_storage(f"{POSTGRES}{'&' if '?' in str(POSTGRES) else '?'}application_name={tag}")
+    assert "\n" not in str(err.value)

@@ -156,6 +156,25 @@ def _open_grpc(url: str, host: str, port: int, timeout: float) -> Any:
     return storage
 
 
+def _check_schema(storage: Any, shown: str) -> None:
+    """Optuna's table-schema check, with one connection at a time.
+
+    Optuna's own check holds a session while it opens a second connection, so N workers opening
+    the study together needed 2N connections: 64 workers went past PostgreSQL's default
+    max_connections of 100 and 20 of them could not start (benchmarks/scale.py).
+    """
+    manager = storage._version_manager
+    current, head = manager.get_current_version(), manager.get_head_version()
+    if current != head:
+        storage.engine.dispose()
+        fix = (
+            f"optuna storage upgrade --storage {shown}"
+            if current in manager.get_all_versions()
+            else "pip install -U optuna"
+        )
+        raise UserError(f"storage {shown}: its tables have schema {current}, this Optuna reads {head}; run `{fix}`")
+
+
 _STORAGES: dict[tuple[str, int, int, int, int], Any] = {}
 #: database connections a worker process keeps open: its storage calls run one at a time, so one is
 #: enough; a thread that overlaps (Optuna's heartbeat) gets another, closed when it is returned.
@@ -223,7 +242,9 @@ def make_storage(
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+                    skip_compatibility_check=True,  # checked next, one connection at a time
                 )
+                _check_schema(storage, shown)
     except UserError:
         raise
     except ImportError as exc:
