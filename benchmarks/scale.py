@@ -24,8 +24,9 @@ Per trial, a worker times (in milliseconds):
 Workers draw trial slots from a shared counter, so exactly ``--trials`` trials are asked.  At the
 end: trials lost (not COMPLETE in the storage), duplicate trial numbers (in the storage and among
 what the workers were handed), errors (storage calls that raised), and the peak number of database
-connections the configuration held (``pg_stat_activity``, matched by an ``application_name`` given
-to this run's connections, so other clients of the database do not count).  Each configuration
+connections the configuration held while the workers opened the study and while they ran trials
+(``pg_stat_activity``, matched by an ``application_name`` given to this run's connections, so
+other clients of the database do not count).  Each configuration
 runs on a fresh study, deleted afterwards.
 """
 
@@ -73,7 +74,8 @@ class Result:
     lost: int = 0
     duplicates: int = 0
     errors: int = 0
-    peak_connections: int = 0
+    peak_connections: int = 0  # while trials ran
+    peak_at_start: int = 0  # while the workers opened the study
     samples: dict[str, list[float]] = field(default_factory=lambda: {"ask": [], "tell": [], "loop": []})
     first_error: str = ""
 
@@ -184,12 +186,14 @@ def worker(url: str, name: str, n_trials: int, sleep_s: float, loop: bool, count
 
 
 class ConnectionSampler(threading.Thread):
-    """Polls ``pg_stat_activity`` for the connections named ``tag``; keeps the peak."""
+    """Polls ``pg_stat_activity`` for the connections named ``tag``; keeps the peak of each phase
+    (``"start"`` until :meth:`running` is called, then ``"run"``)."""
 
     def __init__(self, url: str, tag: str, every: float = 0.1) -> None:
         super().__init__(daemon=True)
         self.url, self.tag, self.every = url, tag, every
-        self.peak = 0
+        self.peaks = {"start": 0, "run": 0}
+        self.phase = "start"
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -201,12 +205,17 @@ class ConnectionSampler(threading.Thread):
         try:
             with engine.connect() as conn:
                 while True:
-                    self.peak = max(self.peak, int(conn.execute(query, {"tag": self.tag}).scalar() or 0))
+                    n = int(conn.execute(query, {"tag": self.tag}).scalar() or 0)
+                    self.peaks[self.phase] = max(self.peaks[self.phase], n)
                     conn.rollback()  # a fresh snapshot of pg_stat_activity on the next read
                     if self.stop.wait(self.every):
                         return
         finally:
             engine.dispose()
+
+    def running(self) -> None:
+        """The workers were released: later samples count as the run's."""
+        self.phase = "run"
 
 
 def max_connections(url: str) -> tuple[int, int]:
@@ -273,8 +282,11 @@ def _collect(q: Any, procs: list[Any], kind: str, n: int, timeout: float, box: l
     return [m for m in box if m[0] == kind]
 
 
-def _drive(url: str, name: str, workers: int, trials: int, sleep_s: float, loop: bool, res: Result) -> list[int]:
-    """Start the workers, release them together, gather their samples; returns the handed-out numbers."""
+def _drive(
+    url: str, name: str, workers: int, trials: int, sleep_s: float, loop: bool, res: Result, on_go: Any = None
+) -> list[int]:
+    """Start the workers, release them together (calling ``on_go()``), gather their samples;
+    returns the trial numbers the workers were handed."""
     ctx = mp.get_context("forkserver")  # forked from one process that imported tunelab once
     ctx.set_forkserver_preload(PRELOAD)
     counter, go, q = ctx.Value("i", 0), ctx.Event(), ctx.Queue()
@@ -285,6 +297,8 @@ def _drive(url: str, name: str, workers: int, trials: int, sleep_s: float, loop:
     box: list[tuple[Any, ...]] = []
     try:
         _collect(q, procs, "ready", workers, 600, box)
+        if on_go is not None:
+            on_go()
         t0 = time.time()
         go.set()
         done = _collect(q, procs, "done", workers, 3600, box)
@@ -340,10 +354,10 @@ def run_config(pg_url: str, via: str, workers: int, trials: int, *, sleep_ms: fl
     try:
         served = storage_server(tagged(pg_url, tag)) if via == "proxy" else nullcontext(tagged(pg_url, tag))
         with served as url:
-            handed = _drive(url, name, workers, trials, sleep_ms / 1e3, loop, res)
+            handed = _drive(url, name, workers, trials, sleep_ms / 1e3, loop, res, on_go=sampler.running)
         sampler.stop.set()
         sampler.join()
-        res.peak_connections = sampler.peak
+        res.peak_at_start, res.peak_connections = sampler.peaks["start"], sampler.peaks["run"]
         _audit(admin, name, handed, res)
     finally:
         sampler.stop.set()
@@ -355,7 +369,7 @@ def run_config(pg_url: str, via: str, workers: int, trials: int, *, sleep_ms: fl
 
 HEADER = (
     "| storage | workers | trials | seconds | trials/s | ask p50 | ask p99 | tell p50 | tell p99 | loop p50 | loop p99 "
-    "| DB connections (peak) | lost | duplicates | errors |\n"
+    "| DB connections (peak: opening / running) | lost | duplicates | errors |\n"
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
@@ -372,7 +386,7 @@ def table(results: list[Result]) -> str:
         via = "PostgreSQL direct" if r.via == "direct" else "gRPC proxy"
         rows.append(
             f"| {via} | {r.workers} | {r.trials:,} | {r.seconds:.1f} | {r.trials_per_s:.1f} | {' | '.join(lat)} "
-            f"| {r.peak_connections} | {r.lost} | {r.duplicates} | {r.errors} |"
+            f"| {r.peak_at_start} / {r.peak_connections} | {r.lost} | {r.duplicates} | {r.errors} |"
         )
     return "\n".join(rows)
 
@@ -439,10 +453,8 @@ def main(argv: list[str] | None = None) -> None:
     trials = args.trials or (100 if args.quick else 1000)
     limit, used = max_connections(args.url)
     print(f"PostgreSQL max_connections {limit}, {used} connections open now (all clients)", flush=True)
-    if max(counts) * 2 + used > limit:
-        print(
-            f"note: {max(counts)} direct workers with a heartbeat thread each may need up to {max(counts) * 2} connections"
-        )
+    if max(counts) + used > limit:
+        print(f"note: {max(counts)} direct workers hold {max(counts)} connections, past max_connections - {used}")
     results = []
     for via in args.via:
         for n in counts:
