@@ -55,6 +55,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+# the worker server imports tunelab before it applies sys.path: without this, an installed tunelab
+# (another checkout's editable install) would be the one measured
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -245,9 +248,8 @@ def storage_server(url: str) -> Iterator[str]:
     from optuna.storages import GrpcStorageProxy
 
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "tunelab", "storage-server", "--storage", url, "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # PYTHONPATH: above
     try:
         client = GrpcStorageProxy(host="127.0.0.1", port=port)
         try:
