@@ -329,7 +329,10 @@ def _audit(storage: Any, name: str, handed: list[int], res: Result) -> None:
     stored = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
     numbers = [t.number for t in stored]
     res.complete = sum(t.state == TrialState.COMPLETE for t in stored)
-    res.lost = res.trials - res.complete
+    # a trial the heartbeat rule failed is not lost when its retry (same parameters) completed
+    retried = {t.system_attrs.get("failed_trial") for t in stored if t.state == TrialState.COMPLETE} - {None}
+    res.lost = sum(t.state != TrialState.COMPLETE and t.number not in retried for t in stored)
+    res.lost += max(0, res.trials - len(stored))
     res.duplicates = (len(numbers) - len(set(numbers))) + (len(handed) - len(set(handed)))
     if len(stored) != res.trials:
         res.first_error = res.first_error or f"{len(stored)} trials stored for {res.trials} asked"

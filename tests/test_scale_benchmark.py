@@ -41,7 +41,10 @@ def test_a_worker_that_cannot_connect_is_an_error_with_its_reason() -> None:
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_lost_trial_is_counted() -> None:
-    """The audit counts what the storage holds: a trial asked and never told is lost."""
+    """The audit counts what the storage holds: a trial asked and never told is lost; one the
+    heartbeat rule failed is not, once its retry completed."""
+    from optuna.trial import TrialState, create_trial
+
     from tunelab.storage import make_storage
 
     storage = make_storage(str(POSTGRES))
@@ -50,10 +53,12 @@ def test_a_lost_trial_is_counted() -> None:
     try:
         for _ in range(2):
             study.tell(study.ask(), 1.0)
-        study.ask()  # never told: RUNNING at the end
-        res = scale.Result("direct", workers=1, trials=3)
-        scale._audit(storage, name, handed=[0, 1, 2, 2], res=res)
-        assert (res.complete, res.lost, res.duplicates) == (2, 1, 1)
+        study.ask()  # 2: never told, RUNNING at the end
+        study.tell(study.ask(), state=TrialState.FAIL)  # 3: failed by the heartbeat rule ...
+        study.add_trial(create_trial(value=1.0, system_attrs={"failed_trial": 3}))  # ... and retried
+        res = scale.Result("direct", workers=1, trials=5)
+        scale._audit(storage, name, handed=[0, 1, 2, 2, 3], res=res)
+        assert (res.complete, res.lost, res.duplicates) == (3, 1, 1)
     finally:
         optuna.delete_study(study_name=name, storage=storage)
 
