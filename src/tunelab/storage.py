@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GRPC_CONNECT_TIMEOUT",
+    "SERVER_THREADS",
+    "WORKER_CONNECTIONS",
     "canonical_url",
     "default_storage",
     "grpc_address",
@@ -154,18 +156,55 @@ def _open_grpc(url: str, host: str, port: int, timeout: float) -> Any:
     return storage
 
 
-_STORAGES: dict[tuple[str, int, int, int], Any] = {}
+def _check_schema(storage: Any, shown: str) -> None:
+    """Optuna's table-schema check, with one connection at a time.
+
+    Optuna's own check holds a session while it opens a second connection, so N workers opening
+    the study together needed 2N connections: 64 workers went past PostgreSQL's default
+    max_connections of 100 and 20 of them could not start (benchmarks/scale.py).
+    """
+    manager = storage._version_manager
+    current, head = manager.get_current_version(), manager.get_head_version()
+    if current != head:
+        storage.engine.dispose()
+        fix = (
+            f"optuna storage upgrade --storage {shown}"
+            if current in manager.get_all_versions()
+            else "pip install -U optuna"
+        )
+        raise UserError(f"storage {shown}: its tables have schema {current}, this Optuna reads {head}; run `{fix}`")
+
+
+_STORAGES: dict[tuple[str, int, int, int, int], Any] = {}
+#: database connections a worker process keeps open: its storage calls run one at a time, so one is
+#: enough; a thread that overlaps (Optuna's heartbeat) gets another, closed when it is returned.
+#: SQLAlchemy's default pool kept every overlap's connection, two per worker: 64 workers then
+#: held 128 connections, past PostgreSQL's default max_connections of 100 (benchmarks/scale.py).
+WORKER_CONNECTIONS = 1
+SERVER_THREADS = 10  # the storage server's request threads, each with its own connection
+
+
+def _pool(connections: int) -> dict[str, Any]:
+    """Engine options for a database server: ``connections`` kept, up to 10 more while busy."""
+    return {"pool_pre_ping": True, "pool_size": connections, "max_overflow": 10}
 
 
 def make_storage(
-    url: str, *, heartbeat_interval: int = 10, grace_period: int = 60, max_retry: int = 2
+    url: str,
+    *,
+    heartbeat_interval: int = 10,
+    grace_period: int = 60,
+    max_retry: int = 2,
+    connections: int = WORKER_CONNECTIONS,
 ) -> optuna.storages.BaseStorage:
     """Open (or create) the storage at ``url``; one instance per process and URL.
 
-    A bad URL, a missing driver or an unreachable server raises a one-line :class:`UserError`.
+    ``connections``: how many database connections a PostgreSQL/MySQL storage keeps open (more are
+    opened while threads overlap and closed after).  A bad URL, a missing driver or an unreachable
+    server raises a one-line :class:`UserError`.
     """
     # keyed by the absolute path: a relative sqlite/journal URL means the directory of this call
-    key = (canonical_url(url), heartbeat_interval, grace_period, max_retry)
+    key = (canonical_url(url), heartbeat_interval, grace_period, max_retry, connections)
     if key in _STORAGES:
         return _STORAGES[key]
     import optuna
@@ -196,14 +235,16 @@ def make_storage(
                         path.parent.mkdir(parents=True, exist_ok=True)
                     engine_kwargs = {"connect_args": {"timeout": 60}}  # several workers share one file
                 else:
-                    engine_kwargs = {"pool_pre_ping": True}
+                    engine_kwargs = _pool(connections)
                 storage = RDBStorage(
                     url_abs,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+                    skip_compatibility_check=True,  # checked next, one connection at a time
                 )
+                _check_schema(storage, shown)
     except UserError:
         raise
     except ImportError as exc:
@@ -239,7 +280,7 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 13000, on_ready: Any
         raise UserError(f"--storage {mask_url(url)}: a storage server serves a database, not another server")
     if local_file(url) is not None and journal_path(url) is None and url.startswith("sqlite"):
         log.warning("serving SQLite: fine on one machine, but use PostgreSQL for many hosts")
-    storage = make_storage(url)
+    storage = make_storage(url, connections=SERVER_THREADS)
     try:
         import grpc  # noqa: F401  (Optuna imports it inside; fail here with the extra's name)
         from optuna.storages import get_storage, run_grpc_proxy_server
@@ -259,4 +300,7 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 13000, on_ready: Any
             ) from None
     if on_ready is not None:
         on_ready(f"grpc://{host}:{port}")
-    run_grpc_proxy_server(get_storage(storage), host=host, port=port)
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = ThreadPoolExecutor(max_workers=SERVER_THREADS)  # as many as the connections it keeps
+    run_grpc_proxy_server(get_storage(storage), host=host, port=port, thread_pool=threads)
