@@ -10,9 +10,14 @@
 # (benchmarks/out/gpu when $OUT is unset) and packs them all into $OUT/gpu-run.tar.gz; every step has its own time limit, so one slow step
 # cannot take the others' time.  QUICK=1 DEVICE=cpu runs the same steps, tiny, on a CPU: the
 # script's own smoke test.
-# Not yet a stage: the TSC accuracy benchmark (issue 16), once the image has aeon (for the datasets
-# and the MiniRocket reference) and the default study bounds its time:
-#   timeout 540 python benchmarks/tsc.py --budget 60 --device cuda --out "$OUT/tsc"
+# Not yet a stage: the TSC accuracy benchmark (issue 16).  Its data travels staged, not as wheels:
+#   here:   python benchmarks/tsc.py --stage-only && tar -czf .tsc-data.tgz -C benchmarks/out/tsc data
+#           (29 datasets, 55 MB of .ts, 20 MB gzipped; carry ".tsc-data.tgz" beside ".wheels")
+#   there:  tar -xzf .tsc-data.tgz -C /tmp && timeout 540 python benchmarks/tsc.py --data-root /tmp/data \
+#               --budget 60 --device cuda --out /tmp/tsc --append; cp /tmp/tsc/tsc.json "$OUT"
+#           (--out off $OUT: it stages a copy of the data; a few datasets a call with --datasets)
+# The study's MiniRocket reference needs aeon, whose llvmlite wheel alone is 56 MB (over the carry
+# limit with the rest), so a device run without aeon has only the published MiniRocket_pub column.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
