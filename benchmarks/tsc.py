@@ -161,8 +161,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # so _tunelab passes SIGTERM on to the running study
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     if args.make_published:
         n = write_published(args.make_published, HERE / "published_tsc.csv")
         print(f"benchmarks/published_tsc.csv: {n} datasets")
@@ -199,4 +204,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl+C or SIGTERM: the running study was stopped; tsc.json has the rows so far
+        sys.exit(130)
