@@ -446,8 +446,10 @@ def evaluate(
     import json
 
     from tunelab.ensemble import evaluate_ensemble, is_ensemble
+    from tunelab.pull import fill_best_model
     from tunelab.train.checkpoint import evaluate_checkpoint
 
+    fill_best_model(run)  # a study whose best trial ran on another host: from its artifact store
     if is_ensemble(run):
         metrics = evaluate_ensemble(run, device or "auto")
     else:
@@ -612,7 +614,9 @@ def export_cmd(
     """Export the best model with dynamic batch and length axes (inputs x [B,T,C], lengths [B]), checked against PyTorch."""
     load_plugins(plugin)
     from tunelab.export import export_run
+    from tunelab.pull import fill_best_model
 
+    fill_best_model(run)  # a study whose best trial ran on another host: from its artifact store
     result = export_run(run, fmt, out, normalize=normalization)
     console.print(
         f"exported {result.family} to {result.path} ({result.format} via {result.exporter}); "
@@ -868,6 +872,13 @@ def tune_cmd(
             help="Optuna storage URL (default sqlite:///<save-dir>/tunelab.db; journal:///file.log; postgresql://...)",
         ),
     ] = None,
+    artifacts: Annotated[
+        str | None,
+        typer.Option(
+            "--artifacts",
+            help="every trial's checkpoint and run files also go here: a directory all hosts mount, or s3://BUCKET",
+        ),
+    ] = None,
     best_params: Annotated[
         Path | None,
         typer.Option(
@@ -986,6 +997,7 @@ def tune_cmd(
         tracking=tracking,
         source=str(config or "command line"),
         reference=not no_reference,
+        artifacts=artifacts,
     )
     reporter = ConsoleReporter(console)
     if not auto_tune_all:

@@ -92,6 +92,7 @@ class TuneOptions:
     tracking: Any = None  # tunelab.track.TrackingConfig
     source: str = "study"  # the study file, for messages
     reference: bool = True  # fit MiniRocket once on a classification study's split (tunelab[baselines])
+    artifacts: str | None = None  # every trial's files to this artifact store (a shared path or s3://...)
 
 
 @dataclass
@@ -581,6 +582,7 @@ def tune(
     file = local_file(url)
     if opts.resume and file is not None and not file.exists():  # nothing to resume, and no file to create
         raise _resume_refusal(opts, base, shown)
+    artifacts = _check_artifacts(opts.artifacts)  # refused before the storage (and study) exist
     storage = make_storage(
         url, heartbeat_interval=cfg.heartbeat_interval, grace_period=cfg.grace_period, max_retry=cfg.max_retry
     )
@@ -638,6 +640,7 @@ def tune(
         STUDY.FIXED_PARAMS: space.fixed,
         STUDY.GRID: opts.grid,
         STUDY.FAMILIES: space.families,
+        **({STUDY.ARTIFACTS: artifacts} if artifacts else {}),  # resumed without the flag: the stored one stays
     }
     if opts.resume:
         _check_history(study, space)
@@ -746,6 +749,12 @@ def tune(
     if guard.message:
         raise UserError(f"study {name}: {guard.message}")
     return result
+
+
+def _check_artifacts(url: str | None) -> str | None:
+    from tunelab.results.artifacts import check_url
+
+    return check_url(url, write=True) if url else None
 
 
 def _run_here(
