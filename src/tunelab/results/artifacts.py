@@ -144,9 +144,9 @@ _OPEN: dict[tuple[str, str], StudyStore] = {}
 
 
 def open_store(url: str, study_name: str, *, write: bool = False) -> StudyStore:
-    """The store at ``url`` (checked once per process) for study ``study_name``."""
+    """The store at ``url`` for study ``study_name`` (a bucket is checked once per process)."""
     key = (url, study_name)
-    if key not in _OPEN:
+    if key not in _OPEN or not url.startswith("s3://"):  # a directory is checked each time (a stat): it may go away
         _OPEN[key] = StudyStore(check_url(url, write=write), study_name)
     return _OPEN[key]
 
