@@ -83,10 +83,19 @@ def test_a_bad_artifact_store_is_refused_before_anything_exists(
     assert not (tmp_path / "db.sqlite").exists() and not (tmp_path / "runs").exists()
 
 
-def test_pull_refuses_a_missing_store_and_a_missing_database(tmp_path: Path) -> None:
+def test_analyze_fetches_curves_and_pull_refuses_a_missing_store(tmp_path: Path) -> None:
     store = tmp_path / "store"
     store.mkdir()
     url, _ = _tuned(tmp_path, store, "gone")
+    logs = sorted((tmp_path / "a" / "gone" / "trials").glob("*/metrics.jsonl"))
+    kept = [p.read_bytes() for p in logs]
+    for p in logs:  # as if the trials had run on another host
+        p.unlink()
+    out = invoke_main(["analyze", str(tmp_path / "a" / "gone")], cwd=tmp_path)
+    assert out.code == 0, out.output
+    assert [p.read_bytes() for p in logs] == kept  # fetched from the store for the loss curves
+    assert (tmp_path / "a" / "gone" / "plots" / "loss_curves.png").is_file()
+
     shutil.rmtree(store)  # the study's store is not reachable from this "host"
     out = invoke_main(["pull", "--storage", url, "--study-name", "gone", "--save-dir", "b"], cwd=tmp_path)
     assert out.code == 2 and "pass --artifacts with this host's path" in out.stderr

@@ -81,8 +81,9 @@ def analyze(
         from tunelab.analysis.plots import build_plots
         from tunelab.results.artifacts import restore_top
 
-        if (base or target) is not None:  # trials of other hosts: their metrics.jsonl from the artifact store
-            restore_top(study, base or target)  # type: ignore[arg-type]
+        where = base or target
+        if where is not None:  # trials of other hosts: their metrics.jsonl from the artifact store
+            restore_top(study, where)
 
         figures = build_plots(study, result.table, result.importance, study_dir=base or target)
         result.plots = {p.key: f"skipped: {p.skipped}" if p.skipped else "rendered" for p in figures}
