@@ -16,7 +16,7 @@ Per trial, a worker times (in milliseconds):
 * **ask**: ``study.ask()`` with two suggested parameters (a random sampler, so no sampler work);
 * **tell**: ``study.tell()`` with the value;
 * **loop** (``--loop tunelab``, the default): what ``tunelab worker`` adds around each trial: the
-  budget read (:func:`tunelab.tune.cluster.budget_left`), the stale-trial rule (Optuna's
+  budget read (:func:`tunelab.tune.execution.cluster.budget_left`), the stale-trial rule (Optuna's
   ``fail_stale_trials`` on PostgreSQL, tunelab's ``reap_stale`` on gRPC) and the trial's owner
   claim; the trial's heartbeat (Optuna's thread, or tunelab's on gRPC) runs beside the objective.
   ``--loop plain`` is bare ask/tell.
@@ -61,7 +61,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), os.env
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
-PRELOAD = ["optuna", "tunelab.storage", "tunelab.tune.cluster", "tunelab.tune.heartbeat", "tunelab.tune.owners"]
+PRELOAD = [
+    "optuna",
+    "tunelab.storage",
+    "tunelab.tune.execution.cluster",
+    "tunelab.tune.execution.heartbeat",
+    "tunelab.tune.execution.owners",
+]
 HEARTBEAT = (10, 60, 2)  # tunelab's defaults: interval, grace period, retries
 
 
@@ -102,7 +108,7 @@ def tagged(url: str, tag: str) -> str:
 def _heartbeat(study: Any, trial: Any, grpc: bool) -> Any:
     """The trial's heartbeat, as tunelab runs it: tunelab's own thread on gRPC, Optuna's on RDB."""
     if grpc:
-        from tunelab.tune.heartbeat import beating
+        from tunelab.tune.execution.heartbeat import beating
 
         return beating(study, trial._trial_id, HEARTBEAT[0])
     from optuna.storages._heartbeat import get_heartbeat_thread
@@ -114,8 +120,8 @@ def _before_trial(study: Any, n_trials: int, grpc: bool) -> None:
     """What ``tunelab worker`` reads before each trial: the budget and the stale-trial rule."""
     import optuna
 
-    from tunelab.tune.cluster import budget_left
-    from tunelab.tune.heartbeat import reap_stale
+    from tunelab.tune.execution.cluster import budget_left
+    from tunelab.tune.execution.heartbeat import reap_stale
 
     budget_left(study, n_trials, None)
     if grpc:
@@ -128,7 +134,7 @@ def _one_trial(study: Any, n_trials: int, sleep_s: float, loop: bool, grpc: bool
     """Run one timed trial; its number goes to ``out["numbers"]``, its timings to ``out[op]``."""
     from optuna.distributions import FloatDistribution
 
-    from tunelab.tune.owners import claim
+    from tunelab.tune.execution.owners import claim
 
     t0 = time.perf_counter()
     if loop:

@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "tune": 9,
     "experiments": 10,
     "export": 10,
+    "pull": 10,  # builds a study directory from its storage and artifact store
     "api": 11,  # the public API: tunelab.train, tunelab.tune, tunelab.analyze
     "__init__": 12,  # re-exports the public API
     "cli": 13,

@@ -5,6 +5,7 @@ killed mid-trial whose trials another host fails, re-queues and finishes."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -144,4 +145,58 @@ def test_a_killed_host_loses_no_trial(tmp_path: Path, kind: str, request: pytest
 def test_worker_refuses_a_missing_study_in_one_line(tmp_path: Path) -> None:
     out = run_cli("worker", "--storage", str(POSTGRES), "--study-name", "no-such-study-x", cwd=tmp_path, timeout=120)
     assert out.returncode == 2 and "no study 'no-such-study-x'" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "runs").exists()
+
+
+def test_artifacts_written_by_one_host_are_read_by_another(
+    tmp_path: Path, grpc_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host T creates the study with --artifacts; host A (`tunelab worker`, its own --save-dir, no
+    flag: the study names its store) runs a queued trial; both are gone when host B pulls the
+    study through the storage server and evaluates its best model."""
+    from tests.reliability.common import TINY_BASE, invoke_main
+    from tunelab.results.artifacts import linked_files
+    from tunelab.tune import TuneOptions, study_from_mapping
+
+    name = f"art-{uuid.uuid4().hex[:8]}"
+    store = tmp_path / "store"
+    store.mkdir()
+    for host in ("t", "a", "b"):
+        (tmp_path / host).mkdir()
+    cfg = study_from_mapping(
+        {"name": "t", "base": TINY_BASE, "space": {"train.lr": {"low": 1e-3, "high": 3e-2, "log": True}}}
+        | {"sampler": "random", "budget": {"n_trials": 1}, "storage": grpc_url}
+    )
+    tune(cfg, TuneOptions(save_dir=tmp_path / "t", study_name=name, report=False, artifacts=str(store)))
+    optuna.load_study(study_name=name, storage=str(POSTGRES)).enqueue_trial({"train.lr": 0.02})
+    monkeypatch.setattr("tunelab.tune.execution.owners._HOST_ID", None)  # restored after the test: it plays two hosts
+    monkeypatch.setenv("TUNELAB_HOST_ID", "host-a")
+    out = invoke_main(["worker", "--storage", grpc_url, "--study-name", name, "--save-dir", "runs"], cwd=tmp_path / "a")
+    assert out.code == 0, out.output
+    trials = _states(str(POSTGRES), name)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert trials[1].system_attrs["tunelab:owner"].startswith("host-a|")
+    assert (tmp_path / "a" / "runs" / name / trials[1].user_attrs["run_dir"] / "best_model.pt").is_file()
+    assert all(linked_files(t) for t in trials)  # both hosts uploaded, host A without the flag
+    shutil.rmtree(tmp_path / "t")
+    shutil.rmtree(tmp_path / "a")
+
+    monkeypatch.setenv("TUNELAB_HOST_ID", "host-b")
+    out = invoke_main(["pull", "--storage", grpc_url, "--study-name", name, "--save-dir", "runs"], cwd=tmp_path / "b")
+    assert out.code == 0, out.output
+    pulled = tmp_path / "b" / "runs" / name
+    for t in trials:
+        assert (pulled / t.user_attrs["run_dir"] / "metrics.jsonl").is_file()
+    assert (pulled / "best_model.pt").is_file() and (pulled / "report.html").is_file()
+    assert len((pulled / "trials.csv").read_text().splitlines()) == 3
+    out = invoke_main(["evaluate", str(pulled), "--json"], cwd=tmp_path / "b")
+    assert out.code == 0 and '"test_acc"' in out.stdout, out.output
+    optuna.delete_study(study_name=name, storage=str(POSTGRES))
+
+
+def test_worker_refuses_a_bad_artifact_store_in_one_line(tmp_path: Path) -> None:
+    out = run_cli(
+        "worker", "--storage", str(POSTGRES), "--study-name", "any", "--artifacts", "no-such-dir", cwd=tmp_path
+    )
+    assert out.returncode == 2 and "--artifacts no-such-dir: no such directory" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "runs").exists()

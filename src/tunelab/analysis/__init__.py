@@ -79,7 +79,10 @@ def analyze(
     figures = []
     if plots:
         from tunelab.analysis.plots import build_plots
+        from tunelab.results.artifacts import restore_top
 
+        if (where := base or target) is not None:  # other hosts' trials: metrics.jsonl from the store
+            restore_top(study, where)
         figures = build_plots(study, result.table, result.importance, study_dir=base or target)
         result.plots = {p.key: f"skipped: {p.skipped}" if p.skipped else "rendered" for p in figures}
     if target is None:

@@ -24,6 +24,15 @@ def host_id_from_env() -> str | None:
     return value
 
 
+ArtifactsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--artifacts",
+        help="this host's path (or URL) to the study's artifact store (default: the one `tunelab tune --artifacts` stored)",
+    ),
+]
+
+
 @app.command("storage-server")
 def storage_server_cmd(
     storage: Annotated[
@@ -46,7 +55,7 @@ def storage_server_cmd(
         console.print("storage server stopped", highlight=False)
 
 
-__all__ = ["HOST_ID_ENV", "host_id_from_env", "storage_server_cmd", "worker_cmd"]
+__all__ = ["HOST_ID_ENV", "host_id_from_env", "pull_cmd", "storage_server_cmd", "worker_cmd"]
 
 
 @app.command("worker")
@@ -63,6 +72,7 @@ def worker_cmd(
         "runs"
     ),
     plugin: Annotated[list[str] | None, typer.Option("--plugin", help="module or .py file to import")] = None,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Join a study from any host and run its trials until the study's budget is spent."""
     from tunelab.cli import load_plugins
@@ -72,9 +82,55 @@ def worker_cmd(
     load_plugins(plugin)
     console.print(f"worker: study [bold]{study_name}[/] in {mask_url(storage)}", highlight=False)
     states = join_study(
-        storage, study_name, save_dir=save_dir, devices=devices, host_id=host_id_from_env(), plugins=tuple(plugin or ())
+        storage,
+        study_name,
+        save_dir=save_dir,
+        devices=devices,
+        host_id=host_id_from_env(),
+        plugins=tuple(plugin or ()),
+        artifacts=artifacts,
     )
     console.print("study " + study_name + ": " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
+
+
+@app.command("pull")
+def pull_cmd(
+    storage: Annotated[
+        str, typer.Option("--storage", help="the study's storage: postgresql://... or grpc://HOST:PORT")
+    ],
+    study_name: Annotated[str, typer.Option("--study-name", "--study", help="the study to pull")],
+    save_dir: Annotated[Path, typer.Option("--save-dir", help="the study directory goes to SAVE_DIR/<study>")] = Path(
+        "runs"
+    ),
+    artifacts: ArtifactsOpt = None,
+    checkpoints: Annotated[
+        bool,
+        typer.Option("--checkpoints", help="every trial's checkpoint too (for tunelab ensemble), not only the best"),
+    ] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="skip the analysis (plots, report.html)")] = False,
+) -> None:
+    """Build the study directory here (best_model.pt, trials.csv, study_results.json, report.html) from its storage and artifacts."""
+    from tunelab.cli.options import writable
+    from tunelab.pull import pull_study
+
+    got = pull_study(
+        storage,
+        study_name,
+        writable(save_dir),
+        artifacts=artifacts,
+        checkpoints=checkpoints,
+        report=not no_report,
+    )
+    best = f"best trial {got.best_number}" if got.best_number is not None else "no complete trial yet"
+    model = f" → {got.best_model}" if got.best_model else " (its best_model.pt is in no artifact store)"
+    console.print(
+        f"pulled {got.n_trials} trials of {study_name} into {got.study_dir}: {got.fetched} files from "
+        f"{got.store or 'no artifact store'}; {best}{model if got.best_number is not None else ''}",
+        highlight=False,
+        markup=False,
+    )
+    if got.report is not None:
+        console.print(f"report: {got.report}", highlight=False, markup=False)
 
 
 host_id_from_env()  # the CLI is the layer that reads the environment

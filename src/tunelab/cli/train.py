@@ -160,8 +160,10 @@ def evaluate(
     import json
 
     from tunelab.ensemble import evaluate_ensemble, is_ensemble
+    from tunelab.pull import fill_best_model
     from tunelab.train.checkpoint import evaluate_checkpoint
 
+    fill_best_model(run)  # a study whose best trial ran on another host: from its artifact store
     if is_ensemble(run):
         metrics = evaluate_ensemble(run, device or "auto")
     else:
@@ -222,7 +224,9 @@ def export_cmd(
     """Export the best model with dynamic batch and length axes (inputs x [B,T,C], lengths [B]), checked against PyTorch."""
     load_plugins(plugin)
     from tunelab.export import export_run
+    from tunelab.pull import fill_best_model
 
+    fill_best_model(run)  # a study whose best trial ran on another host: from its artifact store
     result = export_run(run, fmt, out, normalize=normalization)
     console.print(
         f"exported {result.family} to {result.path} ({result.format} via {result.exporter}); "

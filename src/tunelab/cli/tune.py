@@ -61,6 +61,13 @@ StorageOpt = Annotated[
         help="Optuna storage URL (default sqlite:///<save-dir>/tunelab.db; journal:///file.log; postgresql://...)",
     ),
 ]
+ArtifactsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--artifacts",
+        help="every trial's checkpoint and run files also go here: a directory all hosts mount, or s3://BUCKET",
+    ),
+]
 BestParamsOpt = Annotated[
     Path | None,
     typer.Option(
@@ -92,6 +99,10 @@ NoReferenceOpt = Annotated[
 ]
 
 
+#: flags passed to TuneOptions as they are
+_OPTION_FLAGS = ("phase", "grid", "resume", "study_name", "workers", "pack_size", "enqueue", "artifacts")
+
+
 def _quiet_optuna() -> None:
     """The console reporter prints Optuna-style lines itself."""
     import optuna
@@ -112,6 +123,7 @@ def tune_cmd(
     save_dir: opt.SaveDirOpt = Path("runs"),
     study_name: StudyNameOpt = None,
     storage: StorageOpt = None,
+    artifacts: ArtifactsOpt = None,
     best_params: BestParamsOpt = None,
     phase: PhaseOpt = None,
     grid: GridOpt = None,
@@ -162,7 +174,7 @@ def tune_cmd(
     )
     tracking = opt.tracking_from(save_dir, flags)
     opts = TuneOptions(
-        **{k: flags[k] for k in ("phase", "grid", "resume", "study_name", "workers", "pack_size", "enqueue")},
+        **{k: flags[k] for k in _OPTION_FLAGS},
         best_params=[best_params, *map(Path, more)] if best_params is not None and more else best_params,
         save_dir=opt.writable(save_dir),
         locked=locked,

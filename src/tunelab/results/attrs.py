@@ -40,4 +40,5 @@ class STUDY:
     GRID = "grid"  # the named grid searched (--grid), or None
     FAMILIES = "families"  # model family labels searched (list), or None
     REFERENCE = "reference"  # MiniRocket fitted on the study's split: {name, val_/test_ acc and f1, seconds}, or absent
+    ARTIFACTS = "artifacts"  # the artifact store every trial uploads its files to (a path or s3:// URL), or absent
     ENSEMBLE = "ensemble"  # the last `tunelab ensemble`: {members, test_acc, test_f1, ...}, or absent

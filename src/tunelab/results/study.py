@@ -12,6 +12,9 @@
     pareto_front.json   several objectives only: the non-dominated trials
     trials/<number>-<timestamp>/   each trial's config.json, metrics.jsonl, best_model.pt
 
+With an artifact store (the study's ``artifacts`` attribute), a best trial that ran on another
+host has its checkpoint fetched from there (:mod:`tunelab.results.artifacts`).
+
 ``study.json`` holds the real storage URL only when it has no password; otherwise the URL is
 stored masked (``user:***@``) and reopening the study needs ``--storage URL`` again.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import shutil
 import time
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["StudyWriter", "best_trial", "read_study_json", "trial_reason", "trial_rows"]
 
 STUDY_JSON = "study.json"
+log = logging.getLogger(__name__)
 
 
 def read_study_json(study_dir: str | Path) -> dict[str, Any]:
@@ -174,6 +179,7 @@ class StudyWriter:
         self._best_copied: tuple[int, float] | None = None
         self._updated_at = -math.inf  # time.monotonic() when the last refresh finished
         self._update_cost = 0.0  # and how long it took
+        self.artifacts: str | None = None  # this host's path to the study's artifact store (default: the study's)
 
     # ----------------------------------------------------------------- start
 
@@ -257,7 +263,8 @@ class StudyWriter:
             write_json(self.dir / "best_params.json", {**fixed, **best.params})
             if TRIAL.CONFIG in best.user_attrs:
                 write_json(self.dir / "best_config.json", best.user_attrs[TRIAL.CONFIG])
-            self._copy_best_model(best)
+            if not self._copy_best_model(best):
+                self._fetch_best_model(study, best)
         return best
 
     @staticmethod
@@ -273,14 +280,28 @@ class StudyWriter:
             "run_dir": best.user_attrs.get(TRIAL.RUN_DIR),
         }
 
-    def _copy_best_model(self, best: FrozenTrial) -> None:
+    def _copy_best_model(self, best: FrozenTrial) -> bool:
+        """Copy the best trial's checkpoint from its run directory here; False if it is not here."""
         key = (best.number, float(best.values[0]))
         run_dir = best.user_attrs.get(TRIAL.RUN_DIR)
         if self._best_copied == key and (self.dir / "best_model.pt").is_file() or not run_dir:
-            return
+            return True
         src = self.dir / run_dir / "best_model.pt"
         if not src.is_file():
-            return
+            return False
         with open(src, "rb") as fh:
             atomic_write(self.dir / "best_model.pt", lambda out: shutil.copyfileobj(fh, out))
         self._best_copied = key
+        return True
+
+    def _fetch_best_model(self, study: optuna.Study, best: FrozenTrial) -> None:
+        """The best trial ran on another host: its checkpoint from the artifact store, if any."""
+        from tunelab.errors import UserError
+        from tunelab.results.artifacts import CHECKPOINT, fetch_file, study_store
+
+        try:
+            store = study_store(study, self.artifacts)
+            if store is not None and fetch_file(store, best, CHECKPOINT, self.dir / "best_model.pt"):
+                self._best_copied = (best.number, float(best.values[0]))
+        except UserError as exc:  # a store this host cannot reach: the files stay as they are
+            log.warning("best_model.pt of trial %d not fetched: %s", best.number, exc)

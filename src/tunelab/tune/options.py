@@ -29,3 +29,4 @@ class TuneOptions:
     tracking: Any = None  # tunelab.track.TrackingConfig
     source: str = "study"  # the study file, for messages
     reference: bool = True  # fit MiniRocket once on a classification study's split (tunelab[baselines])
+    artifacts: str | None = None  # every trial's files to this artifact store (a shared path or s3://...)

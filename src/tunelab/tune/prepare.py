@@ -140,6 +140,10 @@ def _check(cfg: StudyConfig, opts: TuneOptions, data: Any | None) -> _Checked:
     file = local_file(url)
     if opts.resume and file is not None and not file.exists():  # nothing to resume, and no file to create
         raise resume_refusal(opts, base, shown)
+    if opts.artifacts:  # refused before the storage (and study) exist
+        from tunelab.results.artifacts import check_url
+
+        opts = replace(opts, artifacts=check_url(opts.artifacts, write=True))
     return _Checked(
         opts,
         pack_size,
@@ -217,20 +221,7 @@ def _record(
     n_trials = cfg.budget.trials(grid_size)
     planned = None if n_trials is None else n_existing + n_trials  # what the monitor's ETA counts to
     resolved = _resolved_yaml(cfg, space, c.objectives, c.directions, stored_url)
-    attrs = {
-        STUDY.OBJECTIVES: c.objectives,
-        STUDY.DIRECTIONS: c.directions,
-        STUDY.PHASE: opts.phase,
-        STUDY.STUDY_CONFIG: {
-            **resolved,
-            "budget": {**resolved["budget"], "n_trials": planned},
-            "resolved_space": _space_record(space),
-        },
-        STUDY.SAVE_DIR: str(study_dir.resolve()),
-        STUDY.FIXED_PARAMS: space.fixed,
-        STUDY.GRID: opts.grid,
-        STUDY.FAMILIES: space.families,
-    }
+    attrs = _study_attrs(c, space, resolved, planned, study_dir)
     if opts.resume:
         check_history(study, space)
         check_budget(study, space, cfg)
@@ -281,6 +272,28 @@ def _record(
         start,
         opts,
     )
+
+
+def _study_attrs(
+    c: _Checked, space: SearchSpace, resolved: dict[str, Any], planned: int | None, study_dir: Path
+) -> dict[str, Any]:
+    """The study's user attributes: what it searches, where it lives, and its budget as planned."""
+    opts = c.opts
+    return {
+        STUDY.OBJECTIVES: c.objectives,
+        STUDY.DIRECTIONS: c.directions,
+        STUDY.PHASE: opts.phase,
+        STUDY.STUDY_CONFIG: {
+            **resolved,
+            "budget": {**resolved["budget"], "n_trials": planned},
+            "resolved_space": _space_record(space),
+        },
+        STUDY.SAVE_DIR: str(study_dir.resolve()),
+        STUDY.FIXED_PARAMS: space.fixed,
+        STUDY.GRID: opts.grid,
+        STUDY.FAMILIES: space.families,
+        **({STUDY.ARTIFACTS: opts.artifacts} if opts.artifacts else {}),  # resumed without it: the stored one stays
+    }
 
 
 def _join(cfg: StudyConfig, c: _Checked, study: optuna.Study) -> tuple[tuple[int, int, int] | None, Any]:

@@ -148,7 +148,15 @@ def _open(url: str, name: str) -> tuple[Any, optuna.Study, StoredStudy]:
     return storage, plain, stored
 
 
-def _run(url: str, name: str, save_dir: str, device: str | None, index: int, host_id: str | None) -> int:
+def _run(
+    url: str,
+    name: str,
+    save_dir: str,
+    device: str | None,
+    index: int,
+    host_id: str | None,
+    artifacts: str | None = None,
+) -> int:
     """Run trials of study ``name`` until its budget is spent; returns how many this worker ran."""
     import optuna
 
@@ -174,7 +182,12 @@ def _run(url: str, name: str, save_dir: str, device: str | None, index: int, hos
     reap_orphans(study, retry, me=session)  # this host's killed processes: at once
     _reap(study, own)
     objective = Objective(
-        space, stored.objectives, Path(save_dir) / name, trial_context=trial_context(study, own), prune=True
+        space,
+        stored.objectives,
+        Path(save_dir) / name,
+        trial_context=trial_context(study, own),
+        prune=True,
+        artifacts=artifacts,
     )
     deadline = _deadline(study, stored.timeout)
     ran = 0
@@ -203,6 +216,7 @@ def _child(
     host_id: str | None,
     parent: int,
     plugins: tuple[str, ...] = (),
+    artifacts: str | None = None,
 ) -> None:
     from tunelab.tune.execution.workers import _follow_parent
 
@@ -216,7 +230,7 @@ def _child(
     try:
         for p in plugins:
             load_plugin(p)
-        _run(url, name, save_dir, device, index, host_id)
+        _run(url, name, save_dir, device, index, host_id, artifacts)
     except UserError as exc:
         log.error("%s", exc)
         raise SystemExit(2) from None
@@ -230,23 +244,32 @@ def join_study(
     devices: str | None = None,
     host_id: str | None = None,
     plugins: tuple[str, ...] = (),
+    artifacts: str | None = None,
 ) -> dict[str, int]:
     """Run trials of study ``name`` in ``url`` here until its budget is spent (one process per device).
 
-    Returns the study's trial states at the end.
+    ``artifacts`` is this host's path (or URL) to the study's artifact store; without it, the one
+    ``tunelab tune --artifacts`` stored with the study.  Returns the study's trial states at the end.
     """
     import optuna
 
+    from tunelab.results.artifacts import check_url, study_store
+
     chosen = parse_devices(devices)
+    if artifacts is not None:
+        artifacts = check_url(artifacts, write=True)
     storage, plain, stored = _open(url, name)  # refuse a bad URL or name before starting anything
+    study_store(plain, artifacts, write=True)  # the study's own store: reachable from this host?
+    if artifacts is not None and STUDY.ARTIFACTS not in plain.user_attrs:
+        plain.set_user_attr(STUDY.ARTIFACTS, artifacts)  # from now on, the study's store
     if len(chosen) == 1:
-        _run(url, name, str(save_dir), chosen[0], 0, host_id)
+        _run(url, name, str(save_dir), chosen[0], 0, host_id, artifacts)
     else:
         ctx = mp.get_context("spawn")
         procs = [
             ctx.Process(
                 target=_child,
-                args=(url, name, str(save_dir), dev, i, host_id, os.getpid(), plugins),
+                args=(url, name, str(save_dir), dev, i, host_id, os.getpid(), plugins, artifacts),
                 name=f"tunelab-worker-{dev}",
             )
             for i, dev in enumerate(chosen)

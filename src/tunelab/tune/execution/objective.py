@@ -32,6 +32,7 @@ import optuna
 from tunelab.budget import data_size, resolve_defaults
 from tunelab.config import ExperimentConfig, save_config
 from tunelab.errors import UserError
+from tunelab.results.artifacts import TrialUploads
 from tunelab.results.attrs import TRIAL
 from tunelab.results.study import StudyWriter
 from tunelab.train.callbacks import BaseCallback, Callback, Diverged, EpochReport, FitContext
@@ -196,6 +197,8 @@ class Objective:
         prune: report per epoch and let the pruner stop trials (single objective only).
         trial_context: ``fn(trial, params) -> context manager yielding extra callbacks`` (trackers,
             heartbeats); its exit sees the trial's exception, if any.
+        artifacts: this host's path or URL of the study's artifact store (default: the study's own
+            ``artifacts`` attribute); every trial that ends uploads its run files there.
     """
 
     def __init__(
@@ -209,6 +212,7 @@ class Objective:
         prune: bool = True,
         trial_context: Callable[[optuna.Trial, dict[str, Any]], AbstractContextManager[Sequence[Callback]]]
         | None = None,
+        artifacts: str | None = None,
     ) -> None:
         self.space = space
         self.objectives = list(objectives)
@@ -217,6 +221,8 @@ class Objective:
         self.callbacks = list(callbacks)
         self.prune = prune and len(self.objectives) == 1
         self.trial_context = trial_context
+        self.uploads = TrialUploads(artifacts)
+        self._run_dirs: dict[int, Path] = {}  # trial number → run directory, until the trial ends
         first = self.objectives[0]
         self.report_metric = first if len(self.objectives) == 1 and first.startswith(("val_", "train_")) else None
 
@@ -244,6 +250,7 @@ class Objective:
         trial.set_user_attr(TRIAL.RUN_DIR, run_dir.relative_to(self.writer.dir).as_posix())
         trial.set_user_attr(TRIAL.MAX_EPOCHS, cfg.train.max_epochs)
         follow = TrialCallback(trial, self.report_metric, prune=self.prune)
+        self._run_dirs[trial.number] = run_dir
         return TrialRun(cfg, params, run_dir, follow, t0)
 
     def complete(self, trial: optuna.Trial, result: RunResult, free: bool = True) -> float | list[float]:
@@ -251,6 +258,7 @@ class Objective:
         leaves giving device memory back to the caller (a pack frees once for all its members)."""
         values = objective_values(result, self.objectives)
         self._record(trial, result)
+        self.uploads(trial, self._run_dirs.pop(trial.number, None))
         del result
         if free:
             _free_memory()
@@ -289,6 +297,8 @@ class Objective:
         propagates and stops the study.
         """
         follow = run.follow
+        if isinstance(exc, Exception) and not isinstance(exc, UserError):  # an interrupted trial uploads nothing
+            self.uploads(trial, self._run_dirs.pop(trial.number, run.run_dir))
         if isinstance(exc, optuna.TrialPruned):
             follow.record_partial()
             trial.set_user_attr(TRIAL.REASON, f"pruned at epoch {follow.pruned_epoch or follow.epochs}")
