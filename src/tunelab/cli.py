@@ -852,7 +852,12 @@ def tune_cmd(
         typer.Option("--trials", "--n-trials", min=1, help="trials to run now (default 20; a whole grid with --grid)"),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", min=1, help="seconds; start no trial after this")
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=1,
+            help="seconds for the whole study: running trials stop at their next epoch end (default 600 with no --model)",
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="continue the study (--study-name, else the newest of this name)")
@@ -986,6 +991,8 @@ def tune_cmd(
         tracking=tracking,
         source=str(config or "command line"),
         reference=not no_reference,
+        # no model named anywhere: the default portfolio (tunelab.tune.portfolio)
+        portfolio=config is None and labels is None and not any(k.startswith("model.") for k in locked),
     )
     reporter = ConsoleReporter(console)
     if not auto_tune_all:

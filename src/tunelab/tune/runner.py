@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -17,13 +18,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tunelab.budget import data_size, resolve_defaults
+from tunelab.budget import DataSize, data_size, resolve_defaults
 from tunelab.errors import UserError
 from tunelab.registry import closest
 from tunelab.results.attrs import STUDY, TRIAL
 from tunelab.results.io import write_text
 from tunelab.results.study import StudyWriter, best_trial
 from tunelab.train.callbacks import Callback
+from tunelab.tune.deadline import StudyDeadline, remaining
 from tunelab.tune.families import SEED000_FAMILIES
 from tunelab.tune.objective import DataCache, Objective, TrialFailed
 from tunelab.tune.owners import close_session, open_session, reap_orphans
@@ -92,6 +94,7 @@ class TuneOptions:
     tracking: Any = None  # tunelab.track.TrackingConfig
     source: str = "study"  # the study file, for messages
     reference: bool = True  # fit MiniRocket once on a classification study's split (tunelab[baselines])
+    portfolio: bool = False  # no model named: search the default portfolio (tunelab.tune.portfolio)
 
 
 @dataclass
@@ -118,6 +121,7 @@ class TuneStart:
     workers: int
     resumed: bool
     defaults: str = ""  # the data-aware defaults line (tunelab.budget)
+    budget: str = ""  # "budget: 10 min (default; --timeout to change)"
 
 
 @dataclass
@@ -221,16 +225,16 @@ def trial_context(
     return ctx
 
 
-def _task(space: SearchSpace, cache: DataCache) -> tuple[str, str]:
-    """The task of the data (decides the default objective), and the data-aware defaults line."""
+def _task(space: SearchSpace, cache: DataCache) -> tuple[str, str, DataSize]:
+    """The task of the data (decides the default objective), the data-aware defaults line (what
+    trials fill in that the study leaves unset) and the training split's size."""
     try:
         cfg = space.to_config({FAMILY_PARAM: space.families[0]} if space.searches_family and space.families else {})
     except InvalidSample as exc:
         raise UserError(f"the base config with the fixed values is invalid: {exc}") from None
     data = cache.get(cfg)
-    return str(data.meta.task), resolve_defaults(cfg, data_size(data))[
-        1
-    ]  # what trials fill in that the study leaves unset
+    size = data_size(data)
+    return str(data.meta.task), resolve_defaults(cfg, size)[1], size
 
 
 def check_objectives(objectives: list[str], task: str, source: str) -> None:
@@ -542,6 +546,7 @@ def tune(
     """
     import optuna
 
+    t_start = time.time()  # the budget's clock: data, reference and trials all count
     opts = options or TuneOptions()
     rep = reporter or LogReporter()
     if opts.workers < 1:
@@ -568,7 +573,10 @@ def tune(
             ", ".join(cfg.grids),
         )
     first = build_space(cfg, phase=opts.phase, grid=opts.grid, source=opts.source)
-    task, picked = _task(first, cache)
+    task, picked, size = _task(first, cache)
+    cfg, portfolio_queue, budget_note = _portfolio(cfg, opts, task, size)
+    if portfolio_queue:
+        first = build_space(cfg, source=opts.source)
     first.check_values(opts.source)
     objectives, directions = cfg.objective.resolved(task)
     check_objectives(objectives, task, opts.source)
@@ -596,6 +604,7 @@ def tune(
         )
     name = resumed_name or _study_name(cfg, opts, storage, base, shown, head)
     space = build_space(cfg, phase=opts.phase, grid=opts.grid, fixed=fixed, locked=opts.locked, source=opts.source)
+    queued += [{k: v for k, v in p.items() if k in space.params or k == FAMILY_PARAM} for p in portfolio_queue]
     _check_enqueue(queued, queued_from, _known(space))  # before the study exists
     queued = [{k: v for k, v in params.items() if k not in space.fixed} for params in queued]
     study_dir = save_dir / name
@@ -682,9 +691,13 @@ def tune(
             workers=opts.workers,
             resumed=opts.resume,
             defaults=picked,
+            budget=budget_note,
         )
     )
     guard = _FailureGuard(cfg.budget.max_failures_in_a_row)
+    deadline = None if cfg.budget.timeout is None else t_start + cfg.budget.timeout
+    if deadline is not None:  # running trials stop at their next epoch end past it (tunelab.tune.deadline)
+        callbacks = [*callbacks, StudyDeadline(deadline)]
     prune = True  # per-epoch reports also feed the plots; the "none" pruner never stops a trial
     with ExitStack() as stack:
         tracking = None
@@ -704,7 +717,7 @@ def tune(
                     prune,
                     trial_context(study, journal, tracking),
                     n_trials,
-                    cfg.budget.timeout,
+                    remaining(deadline),
                     writer,
                     rep,
                     guard,
@@ -726,7 +739,7 @@ def tune(
                     prune=prune,
                     plugins=tuple(opts.plugins),
                     data=data,
-                    timeout=cfg.budget.timeout,
+                    timeout=remaining(deadline),
                 )
                 _run_workers(study, job, opts.workers, n_trials, writer, objectives, rep, guard)
         finally:
@@ -746,6 +759,20 @@ def tune(
     if guard.message:
         raise UserError(f"study {name}: {guard.message}")
     return result
+
+
+def _portfolio(
+    cfg: StudyConfig, opts: TuneOptions, task: str, size: DataSize
+) -> tuple[StudyConfig, list[dict[str, Any]], str]:
+    """The default portfolio when no model was named (the study and its known-good trials), and
+    the header's budget line."""
+    from tunelab.tune.portfolio import budget_line, portfolio_study
+
+    queue: list[dict[str, Any]] = []
+    default = opts.portfolio and cfg.budget.n_trials is None and cfg.budget.timeout is None and opts.grid is None
+    if opts.portfolio and opts.phase is None and opts.grid is None:
+        cfg, queue = portfolio_study(cfg, task, size)
+    return cfg, queue, budget_line(cfg.budget.timeout, cfg.budget.trials(), default and bool(queue))
 
 
 def _run_here(
