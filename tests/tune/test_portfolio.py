@@ -114,6 +114,32 @@ def test_the_timeout_stops_running_trials_at_an_epoch_end_and_they_complete(tmp_
     assert 1 <= trial.user_attrs[TRIAL.EPOCHS] < 100000 and trial.value is not None
 
 
+def test_queued_trials_share_the_time_left_and_the_deadline_stops_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from tunelab.train.callbacks import EpochReport, StopTraining
+    from tunelab.tune import deadline as mod
+
+    clock = [100.0]
+    monkeypatch.setattr(mod, "time", SimpleNamespace(time=lambda: clock[0]))
+    waiting = [3]
+    cb = mod.StudyDeadline(deadline=180.0, waiting=lambda: waiting[0])
+    report = EpochReport(epoch=1, metrics={})
+    cb.on_fit_start(None)  # type: ignore[arg-type]  (3 more queued: this one gets a quarter of 80 s)
+    clock[0] = 119.0
+    cb.on_epoch_end(None, report)  # type: ignore[arg-type]
+    clock[0] = 120.5
+    with pytest.raises(StopTraining, match=mod.SHARE_REASON):
+        cb.on_epoch_end(None, report)  # type: ignore[arg-type]
+    waiting[0] = 0
+    cb.on_fit_start(None)  # type: ignore[arg-type]  (nothing queued: the whole rest)
+    clock[0] = 179.0
+    cb.on_epoch_end(None, report)  # type: ignore[arg-type]
+    clock[0] = 181.0
+    with pytest.raises(StopTraining, match=mod.STOP_REASON):
+        cb.on_epoch_end(None, report)  # type: ignore[arg-type]
+
+
 def test_portfolio_runs_known_good_configurations_first_then_packs_a_few_shape_groups(
     tmp_path: Path, splits: Any
 ) -> None:

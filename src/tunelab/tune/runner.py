@@ -697,7 +697,7 @@ def tune(
     guard = _FailureGuard(cfg.budget.max_failures_in_a_row)
     deadline = None if cfg.budget.timeout is None else t_start + cfg.budget.timeout
     if deadline is not None:  # running trials stop at their next epoch end past it (tunelab.tune.deadline)
-        callbacks = [*callbacks, StudyDeadline(deadline)]
+        callbacks = [*callbacks, StudyDeadline(deadline, waiting=lambda: _waiting(study))]
     prune = True  # per-epoch reports also feed the plots; the "none" pruner never stops a trial
     with ExitStack() as stack:
         tracking = None
@@ -759,6 +759,13 @@ def tune(
     if guard.message:
         raise UserError(f"study {name}: {guard.message}")
     return result
+
+
+def _waiting(study: optuna.Study) -> int:
+    """Queued trials not started yet (they share the time left, see tunelab.tune.deadline)."""
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def _portfolio(
