@@ -96,6 +96,9 @@ def test_the_default_budget_is_ten_minutes_and_a_given_budget_wins() -> None:
     assert new.budget.timeout == 30 and new.pruner.name == "median" and line == "budget: 30 s"
     plain, queue, _ = _portfolio(cfg, TuneOptions(), "classification", DataSize(200))
     assert plain is cfg and queue == []  # a named model: no portfolio
+    named = study_from_mapping({"base": BASE, "families": ["gru"]})  # --auto-tune-all's per-family studies
+    same, queue, line = _portfolio(named, TuneOptions(portfolio=True), "classification", DataSize(200))
+    assert same is named and queue == [] and line == "budget: 20 trials"
 
 
 def test_the_timeout_stops_running_trials_at_an_epoch_end_and_they_complete(tmp_path: Path, splits: Any) -> None:

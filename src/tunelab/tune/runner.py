@@ -604,7 +604,10 @@ def tune(
         )
     name = resumed_name or _study_name(cfg, opts, storage, base, shown, head)
     space = build_space(cfg, phase=opts.phase, grid=opts.grid, fixed=fixed, locked=opts.locked, source=opts.source)
-    queued += [{k: v for k, v in p.items() if k in space.params or k == FAMILY_PARAM} for p in portfolio_queue]
+    queued = [
+        *queued,
+        *({k: v for k, v in p.items() if k in space.params or k == FAMILY_PARAM} for p in portfolio_queue),
+    ]
     _check_enqueue(queued, queued_from, _known(space))  # before the study exists
     queued = [{k: v for k, v in params.items() if k not in space.fixed} for params in queued]
     study_dir = save_dir / name
@@ -776,8 +779,9 @@ def _portfolio(
     from tunelab.tune.portfolio import budget_line, portfolio_study
 
     queue: list[dict[str, Any]] = []
-    default = opts.portfolio and cfg.budget.n_trials is None and cfg.budget.timeout is None and opts.grid is None
-    if opts.portfolio and opts.phase is None and opts.grid is None:
+    default = cfg.budget.n_trials is None and cfg.budget.timeout is None
+    # families or a space named (--auto-tune-all's per-family studies too): the user chose
+    if opts.portfolio and opts.phase is None and opts.grid is None and cfg.families is None and cfg.space is None:
         cfg, queue = portfolio_study(cfg, task, size)
     return cfg, queue, budget_line(cfg.budget.timeout, cfg.budget.trials(), default and bool(queue))
 
