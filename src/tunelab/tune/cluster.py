@@ -173,10 +173,17 @@ def _run(url: str, name: str, save_dir: str, device: str | None, index: int, hos
     session = open_session(study)
     reap_orphans(study, retry, me=session)  # this host's killed processes: at once
     _reap(study, own)
-    objective = Objective(
-        space, stored.objectives, Path(save_dir) / name, trial_context=trial_context(study, own), prune=True
-    )
     deadline = _deadline(study, stored.timeout)
+    from tunelab.tune.deadline import StudyDeadline
+
+    objective = Objective(
+        space,
+        stored.objectives,
+        Path(save_dir) / name,
+        callbacks=[StudyDeadline(deadline)] if deadline is not None else [],  # running trials end at it too
+        trial_context=trial_context(study, own),
+        prune=True,
+    )
     ran = 0
     try:
         while not _STOP_ASKED.is_set():
