@@ -21,6 +21,7 @@ from tests.reliability.common import cli_cmd, env, run_cli, study_file
 from tests.test_storage import free_port
 from tests.tune.conftest import options, tiny_study
 from tunelab.tune import tune
+from tunelab.tune.execution import owners
 
 POSTGRES = os.environ.get("TUNELAB_TEST_POSTGRES_URL")
 pytestmark = [pytest.mark.postgres, pytest.mark.skipif(not POSTGRES, reason="set TUNELAB_TEST_POSTGRES_URL")]
@@ -169,7 +170,7 @@ def test_artifacts_written_by_one_host_are_read_by_another(
     )
     tune(cfg, TuneOptions(save_dir=tmp_path / "t", study_name=name, report=False, artifacts=str(store)))
     optuna.load_study(study_name=name, storage=str(POSTGRES)).enqueue_trial({"train.lr": 0.02})
-    monkeypatch.setattr("tunelab.tune.execution.owners._HOST_ID", None)  # restored after the test: it plays two hosts
+    monkeypatch.setattr(owners, "_HOST_ID", None)  # restored after the test: it plays two hosts
     monkeypatch.setenv("TUNELAB_HOST_ID", "host-a")
     out = invoke_main(["worker", "--storage", grpc_url, "--study-name", name, "--save-dir", "runs"], cwd=tmp_path / "a")
     assert out.code == 0, out.output

@@ -47,7 +47,14 @@ TrialsOpt = Annotated[
     int | None,
     typer.Option("--trials", "--n-trials", min=1, help="trials to run now (default 20; a whole grid with --grid)"),
 ]
-TimeoutOpt = Annotated[float | None, typer.Option("--timeout", min=1, help="seconds; start no trial after this")]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=1,
+        help="seconds for the whole study: running trials stop at their next epoch end (default 600 with no --model)",
+    ),
+]
 ResumeOpt = Annotated[
     bool, typer.Option("--resume", help="continue the study (--study-name, else the newest of this name)")
 ]
@@ -101,6 +108,14 @@ NoReferenceOpt = Annotated[
 
 #: flags passed to TuneOptions as they are
 _OPTION_FLAGS = ("phase", "grid", "resume", "study_name", "workers", "pack_size", "enqueue", "artifacts")
+
+
+def _no_model_named(config: Path | None, model: str | None, enhanced: bool | None, locked: frozenset[str]) -> bool:
+    """No study file, --model or model.* override: tune searches the default portfolio
+    (tunelab.tune.space.portfolio)."""
+    from tunelab.config.flags import family_labels
+
+    return config is None and family_labels(model, enhanced) is None and not any(k.startswith("model.") for k in locked)
 
 
 def _quiet_optuna() -> None:
@@ -183,6 +198,7 @@ def tune_cmd(
         tracking=tracking,
         source=str(config or "command line"),
         reference=not no_reference,
+        portfolio=_no_model_named(config, model, enhanced, locked),
     )
     if not auto_tune_all:
         tunelab.api.tune(cfg, opts, reporter=ConsoleReporter(console))

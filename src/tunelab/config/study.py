@@ -273,7 +273,9 @@ class BudgetConfig(StrictModel):
         ge=1,
         description="trials to run in this invocation; default 20, a whole grid with --grid, unlimited with a timeout",
     )
-    timeout: float | None = Field(None, gt=0, description="seconds; stop starting new trials after this")
+    timeout: float | None = Field(
+        None, gt=0, description="seconds for the whole study; running trials stop at their next epoch end"
+    )
     max_failures_in_a_row: int | None = Field(
         10, ge=1, description="stop the study after this many consecutive failed trials"
     )

@@ -9,13 +9,16 @@ Optional class attributes of a family's config class (plain ``ClassVar``s, not f
 ``"seq2seq"`` for per-step outputs); ``example_dataset`` — a registered dataset name the model
 needs for its inputs (a plugin whose batches carry extra tensors), used by the model tests,
 which treat every extras dimension after the first that equals ``T`` as per-step (padded and
-trimmed along with ``x``).
+trimmed along with ``x``); ``portfolio`` — a :class:`PortfolioEntry`: the family joins
+``tunelab tune``'s default portfolio with its shape groups and known-good start (read from the
+class itself, never inherited: ``LSTMConfig`` subclasses ``GRUConfig`` but is not in it).
 Optional model method: ``extra_scalars() -> dict[str, float]`` (learned constants and the
 like); the trainer logs each as ``extra/<name>`` every epoch.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -27,12 +30,14 @@ from tunelab.errors import UserError
 __all__ = [
     "DEFAULT_TASKS",
     "AttentionPool",
+    "PortfolioEntry",
     "Pooling",
     "check_task",
     "last_valid",
     "length_mask",
     "masked_mean",
     "pool",
+    "portfolio_entry",
     "supported_tasks",
 ]
 
@@ -91,6 +96,28 @@ def pool(kind: Pooling, h: Tensor, lengths: Tensor, attn: nn.Module | None = Non
 def supported_tasks(config_cls: type) -> tuple[Task, ...]:
     """The data tasks a family's config class declares (``tasks`` class attribute)."""
     return tuple(getattr(config_cls, "tasks", DEFAULT_TASKS))
+
+
+@dataclass(frozen=True)
+class PortfolioEntry:
+    """How a family joins the default portfolio (``tunelab tune`` with no ``--model``).
+
+    ``groups`` maps shape fields to the few values the portfolio tries; the family's shape
+    groups are their product, every other shape field keeps the config's default (the paper's),
+    so trials fall into a few groups that pack.  ``start`` is the known-good configuration's
+    value parameters (dotted keys, inside the portfolio's ranges), queued as the family's first
+    trial with the first value of each group field.  ``rank`` orders the families' first trials
+    (lower first: the strongest and cheapest lead, so a short budget still runs them)."""
+
+    rank: int
+    groups: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    start: dict[str, Any] = field(default_factory=dict)
+
+
+def portfolio_entry(config_cls: type) -> PortfolioEntry | None:
+    """The family's own :class:`PortfolioEntry` (None when its config class declares none itself)."""
+    entry = vars(config_cls).get("portfolio")
+    return entry if isinstance(entry, PortfolioEntry) else None
 
 
 def check_task(cfg: Any, meta: DataMeta) -> None:

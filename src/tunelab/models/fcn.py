@@ -10,14 +10,14 @@ bias here (the mean subtraction makes it redundant).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from torch import Tensor, nn
 
 from tunelab.config import ModelConfig, shape
 from tunelab.data.base import DataMeta
-from tunelab.models.base import length_mask, masked_mean
+from tunelab.models.base import PortfolioEntry, length_mask, masked_mean
 from tunelab.models.layers import MaskedBatchNorm1d, MaskedConv1d, zero_padding
 from tunelab.registry import MODELS
 
@@ -28,6 +28,12 @@ class FCNConfig(ModelConfig):
     """Three conv → BatchNorm → ReLU blocks (width, 2·width, width filters), masked GAP, linear head."""
 
     name: Literal["fcn"] = "fcn"
+    # the paper's training (dl-4-tsc): Adam lr 1e-3, no weight decay or dropout; a half-width group
+    portfolio: ClassVar[PortfolioEntry] = PortfolioEntry(
+        rank=2,
+        groups={"width": (128, 64)},
+        start={"train.lr": 1e-3, "train.weight_decay": 1e-6, "model.dropout": 0.0, "data.augment.jitter": 0.0},
+    )
     width: int = shape(128, "filters of blocks 1 and 3; block 2 has twice as many (paper: 128/256/128)", ge=1)
     kernel_sizes: tuple[int, int, int] = shape((8, 5, 3), "kernel of each block in steps (paper: 8, 5, 3)")
     dropout: float = Field(0.0, ge=0, lt=1, description="before the head (the paper has none)")

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from tunelab.config import ModelConfig, shape
 from tunelab.data.base import DataMeta, Task
-from tunelab.models.base import AttentionPool, Pooling, length_mask, pool
+from tunelab.models.base import AttentionPool, Pooling, PortfolioEntry, length_mask, pool
 from tunelab.registry import MODELS
 
 __all__ = ["GRUConfig", "LSTMConfig", "RNNClassifier"]
@@ -19,6 +19,12 @@ class GRUConfig(ModelConfig):
     """Stacked GRU over the sequence, pooled to one vector, then a linear head."""
 
     tasks: ClassVar[tuple[Task, ...]] = ("classification", "regression", "seq2seq")
+    # the recurrent member: 2 layers of 128 (one direction or both), Adam lr 3e-3, dropout 0.2
+    portfolio: ClassVar[PortfolioEntry] = PortfolioEntry(
+        rank=4,
+        groups={"hidden_dim": (128, 64), "bidirectional": (True, False)},
+        start={"train.lr": 3e-3, "train.weight_decay": 1e-4, "model.dropout": 0.2, "data.augment.jitter": 0.0},
+    )
 
     name: Literal["gru"] = "gru"
     hidden_dim: int = shape(128, "hidden units per direction", ge=1)

@@ -14,7 +14,7 @@ ensemble of five such networks is not part of the model (train five trials for i
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from tunelab.config import ModelConfig, shape
 from tunelab.data.base import DataMeta
-from tunelab.models.base import length_mask, masked_mean
+from tunelab.models.base import PortfolioEntry, length_mask, masked_mean
 from tunelab.models.layers import MaskedBatchNorm1d, MaskedConv1d, masked_max_pool, zero_padding
 from tunelab.registry import MODELS
 
@@ -33,6 +33,12 @@ class InceptionTimeConfig(ModelConfig):
     """Inception modules (bottleneck, three long convs, max-pool branch), residual every 3, masked GAP."""
 
     name: Literal["inception_time"] = "inception_time"
+    # the paper: Adam lr 1e-3, no weight decay or dropout; depth 6 and a shallow group of 3
+    portfolio: ClassVar[PortfolioEntry] = PortfolioEntry(
+        rank=0,
+        groups={"num_modules": (6, 3)},
+        start={"train.lr": 1e-3, "train.weight_decay": 1e-6, "model.dropout": 0.0, "data.augment.jitter": 0.0},
+    )
     nb_filters: int = shape(32, "filters per branch; a module outputs 4x as many (paper: 32)", ge=1)
     num_modules: int = shape(6, "Inception modules (paper's depth: 6)", ge=1)
     bottleneck: int = shape(32, "1x1 bottleneck filters before the long convs; 0 = none (paper: 32)", ge=0)

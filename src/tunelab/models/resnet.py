@@ -10,14 +10,14 @@ the sum followed by ReLU; global average pooling and a softmax layer.  No dropou
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from torch import Tensor, nn
 
 from tunelab.config import ModelConfig, shape
 from tunelab.data.base import DataMeta
-from tunelab.models.base import length_mask, masked_mean
+from tunelab.models.base import PortfolioEntry, length_mask, masked_mean
 from tunelab.models.fcn import ConvNorm
 from tunelab.models.layers import MaskedBatchNorm1d, MaskedConv1d, zero_padding
 from tunelab.registry import MODELS
@@ -29,6 +29,12 @@ class ResNetConfig(ModelConfig):
     """Residual blocks of three conv → BatchNorm layers (base_filters, then 2·base_filters), masked GAP."""
 
     name: Literal["resnet"] = "resnet"
+    # the paper's training (dl-4-tsc): Adam lr 1e-3, no weight decay or dropout; a half-width group
+    portfolio: ClassVar[PortfolioEntry] = PortfolioEntry(
+        rank=1,
+        groups={"base_filters": (64, 32)},
+        start={"train.lr": 1e-3, "train.weight_decay": 1e-6, "model.dropout": 0.0, "data.augment.jitter": 0.0},
+    )
     base_filters: int = shape(64, "filters of block 1; later blocks have twice as many (paper: 64/128/128)", ge=1)
     res_blocks: int = shape(3, "residual blocks (paper: 3)", ge=1)
     kernel_sizes: tuple[int, int, int] = shape((8, 5, 3), "kernels of the three convs in a block (paper: 8, 5, 3)")

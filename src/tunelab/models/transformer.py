@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from tunelab.config import ModelConfig, shape
 from tunelab.data.base import DataMeta, Task
-from tunelab.models.base import AttentionPool, Pooling, length_mask, pool
+from tunelab.models.base import AttentionPool, Pooling, PortfolioEntry, length_mask, pool
 from tunelab.models.layers import MaskedMultiheadAttention, SinusoidalPosition, zero_padding
 from tunelab.registry import MODELS
 
@@ -21,6 +21,12 @@ class TransformerConfig(ModelConfig):
     """Linear embedding + position code, stacked self-attention blocks, pooling, linear head."""
 
     tasks: ClassVar[tuple[Task, ...]] = ("classification", "regression", "seq2seq")
+    # Zerveas et al. 2021 (TST) train with Adam lr 1e-3, dropout 0.1, d_model 64 or 128
+    portfolio: ClassVar[PortfolioEntry] = PortfolioEntry(
+        rank=3,
+        groups={"d_model": (64, 128)},
+        start={"train.lr": 1e-3, "train.weight_decay": 1e-4, "model.dropout": 0.1, "data.augment.jitter": 0.0},
+    )
 
     name: Literal["transformer"] = "transformer"
     d_model: int = shape(64, "width of every token", ge=1)

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.budget import data_size, resolve_defaults
+from tunelab.budget import DataSize, data_size, resolve_defaults
 from tunelab.config.study import PrunerConfig, StudyConfig
 from tunelab.errors import UserError
 from tunelab.registry import closest
@@ -40,16 +40,16 @@ _TASK_METRICS = {
 }
 
 
-def data_task(space: SearchSpace, cache: DataCache) -> tuple[str, str]:
-    """The task of the data (decides the default objective), and the data-aware defaults line."""
+def data_task(space: SearchSpace, cache: DataCache) -> tuple[str, str, DataSize]:
+    """The task of the data (decides the default objective), the data-aware defaults line (what
+    trials fill in that the study leaves unset) and the training split's size."""
     try:
         cfg = space.to_config({FAMILY_PARAM: space.families[0]} if space.searches_family and space.families else {})
     except InvalidSample as exc:
         raise UserError(f"the base config with the fixed values is invalid: {exc}") from None
     data = cache.get(cfg)
-    return str(data.meta.task), resolve_defaults(cfg, data_size(data))[
-        1
-    ]  # what trials fill in that the study leaves unset
+    size = data_size(data)
+    return str(data.meta.task), resolve_defaults(cfg, size)[1], size
 
 
 def check_objectives(objectives: list[str], task: str, source: str) -> None:

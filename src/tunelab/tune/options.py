@@ -30,3 +30,4 @@ class TuneOptions:
     source: str = "study"  # the study file, for messages
     reference: bool = True  # fit MiniRocket once on a classification study's split (tunelab[baselines])
     artifacts: str | None = None  # every trial's files to this artifact store (a shared path or s3://...)
+    portfolio: bool = False  # no model named: search the default portfolio (tunelab.tune.space.portfolio)

@@ -5,6 +5,7 @@ before the first trial."""
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from tunelab.tune.options import TuneOptions
 from tunelab.tune.reporting.reporter import TuneStart
 from tunelab.tune.space import FAMILY_PARAM, SearchSpace, build_space
 from tunelab.tune.space.phases import load_best_params
+from tunelab.tune.space.portfolio import portfolio_for
 from tunelab.tune.study import (
     canonical_url,
     default_storage,
@@ -73,6 +75,9 @@ class _Checked:
     queued: list[Any]
     queued_from: str
     base: str
+    cfg: StudyConfig  # the study as run (no model named: the default portfolio)
+    portfolio: list[dict[str, Any]]  # its known-good configurations, queued first
+    budget: str  # the header's budget line
 
 
 @dataclass
@@ -97,12 +102,31 @@ class PreparedStudy:
     family: str | None
     start: TuneStart
     opts: TuneOptions  # the options as run (a grid sampler without --grid searches the first grid)
+    cfg: StudyConfig  # the study as run (no model named: the default portfolio)
+    deadline: float | None = None  # the study's timeout as a clock time: running trials stop at it
 
 
 def prepare_study(cfg: StudyConfig, opts: TuneOptions, data: Any | None = None) -> PreparedStudy:
     """Check ``cfg`` and ``opts``, open (or resume) the study and record what it searches."""
+    started = time.time()  # the budget's clock: data, the reference and the trials all count
     checked = _check(cfg, opts, data)
-    return _open(cfg, checked)
+    p = _open(checked.cfg, checked)
+    timeout = checked.cfg.budget.timeout
+    return replace(p, deadline=None if timeout is None else started + timeout)
+
+
+def _first_grid(cfg: StudyConfig, opts: TuneOptions) -> TuneOptions:
+    """`sampler: grid` with named grids and no space (seed 002): search the first grid, not the
+    default space (whose continuous ranges the grid sampler cannot enumerate)."""
+    if opts.grid is None and opts.phase is None and cfg.sampler.name == "grid" and cfg.space is None and cfg.grids:
+        opts = replace(opts, grid=next(iter(cfg.grids)))
+        log.warning(
+            "%s: sampler grid without --grid: searching the first grid, '%s' (grids: %s; pass --grid NAME)",
+            opts.source,
+            opts.grid,
+            ", ".join(cfg.grids),
+        )
+    return opts
 
 
 def _check(cfg: StudyConfig, opts: TuneOptions, data: Any | None) -> _Checked:
@@ -116,18 +140,12 @@ def _check(cfg: StudyConfig, opts: TuneOptions, data: Any | None) -> _Checked:
     url = cfg.storage or default_storage(Path(opts.save_dir))
     shown = mask_url(url)
     cache = DataCache(data)
-    if opts.grid is None and opts.phase is None and cfg.sampler.name == "grid" and cfg.space is None and cfg.grids:
-        # `sampler: grid` with named grids and no space (seed 002): search the first grid, not the
-        # default space (whose continuous ranges the grid sampler cannot enumerate)
-        opts = replace(opts, grid=next(iter(cfg.grids)))
-        log.warning(
-            "%s: sampler grid without --grid: searching the first grid, '%s' (grids: %s; pass --grid NAME)",
-            opts.source,
-            opts.grid,
-            ", ".join(cfg.grids),
-        )
+    opts = _first_grid(cfg, opts)
     first = build_space(cfg, phase=opts.phase, grid=opts.grid, source=opts.source)
-    task, picked = data_task(first, cache)
+    task, picked, size = data_task(first, cache)
+    cfg, portfolio, budget = portfolio_for(cfg, opts, task, size)
+    if portfolio:
+        first = build_space(cfg, source=opts.source)
     first.check_values(opts.source)
     objectives, directions = cfg.objective.resolved(task)
     check_objectives(objectives, task, opts.source)
@@ -160,6 +178,9 @@ def _check(cfg: StudyConfig, opts: TuneOptions, data: Any | None) -> _Checked:
         queued,
         queued_from,
         base,
+        cfg,
+        portfolio,
+        budget,
     )
 
 
@@ -180,8 +201,12 @@ def _open(cfg: StudyConfig, c: _Checked) -> PreparedStudy:
         fixed, head = phase_fixed(cfg, opts, storage, c.base, c.shown)
     name = resumed_name or study_name_for(cfg, opts, storage, c.base, c.shown, head)
     space = build_space(cfg, phase=opts.phase, grid=opts.grid, fixed=fixed, locked=opts.locked, source=opts.source)
-    check_enqueue(c.queued, c.queued_from, known_keys(space))  # before the study exists
-    queued = [{k: v for k, v in params.items() if k not in space.fixed} for params in c.queued]
+    given_queue = [
+        *c.queued,
+        *({k: v for k, v in p.items() if k in space.params or k == FAMILY_PARAM} for p in c.portfolio),
+    ]
+    check_enqueue(given_queue, c.queued_from, known_keys(space))  # before the study exists
+    queued = [{k: v for k, v in params.items() if k not in space.fixed} for params in given_queue]
     n_existing = (
         len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
         if opts.resume and study_exists(storage, name)
@@ -250,6 +275,7 @@ def _record(
         workers=opts.workers,
         resumed=opts.resume,
         defaults=c.picked,
+        budget=c.budget,
     )
     family = space.family().label if not space.searches_family else None
     return PreparedStudy(
@@ -271,6 +297,7 @@ def _record(
         family,
         start,
         opts,
+        cfg,
     )
 
 

@@ -76,6 +76,7 @@ def tune(
     opts = options or TuneOptions()
     rep = reporter or LogReporter()
     p = prepare_study(cfg, opts, data)
+    cfg = p.cfg  # no model named: the default portfolio
     rep.start(p.start)
     guard = FailureGuard(cfg.budget.max_failures_in_a_row)
     study, name = p.study, p.study.study_name

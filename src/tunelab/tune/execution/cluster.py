@@ -181,15 +181,18 @@ def _run(
     session = open_session(study)
     reap_orphans(study, retry, me=session)  # this host's killed processes: at once
     _reap(study, own)
+    deadline = _deadline(study, stored.timeout)
+    from tunelab.tune.execution.deadline import StudyDeadline
+
     objective = Objective(
         space,
         stored.objectives,
         Path(save_dir) / name,
+        callbacks=[StudyDeadline(deadline)] if deadline is not None else [],  # running trials end at it too
         trial_context=trial_context(study, own),
         prune=True,
         artifacts=artifacts,
     )
-    deadline = _deadline(study, stored.timeout)
     ran = 0
     try:
         while not _STOP_ASKED.is_set():

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.config.study import StudyConfig
 from tunelab.results.attrs import TRIAL
 from tunelab.train.callbacks import Callback
+from tunelab.tune.execution.deadline import StudyDeadline, remaining
 from tunelab.tune.execution.objective import Objective, TrialFailed
 from tunelab.tune.execution.workers import WorkerJob, run_workers
 from tunelab.tune.reporting.reporter import Reporter
@@ -80,9 +81,13 @@ def run_trials(
 ) -> None:
     """Run the study's trials until its budget is spent (or ``guard`` stops it)."""
     prune = True  # per-epoch reports also feed the plots; the "none" pruner never stops a trial
+    if p.deadline is not None:  # running trials stop at their next epoch end past it
+        callbacks = [*callbacks, StudyDeadline(p.deadline, waiting=lambda: _waiting(p.study))]
     if p.opts.workers == 1:
         ctx = trial_context(p.study, p.journal, tracking)
-        _run_here(p, callbacks=callbacks, prune=prune, ctx=ctx, timeout=cfg.budget.timeout, rep=reporter, guard=guard)
+        _run_here(
+            p, callbacks=callbacks, prune=prune, ctx=ctx, timeout=remaining(p.deadline), rep=reporter, guard=guard
+        )
         return
     if tracking is not None:
         log.warning("trackers record the study; with --workers, per-trial tracker runs are not logged")
@@ -99,9 +104,16 @@ def run_trials(
         prune=prune,
         plugins=tuple(p.opts.plugins),
         data=data,
-        timeout=cfg.budget.timeout,
+        timeout=remaining(p.deadline),
     )
     _run_workers(p, job, reporter, guard)
+
+
+def _waiting(study: optuna.Study) -> int:
+    """Queued trials not started yet (they share the time left, see tunelab.tune.execution.deadline)."""
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def _run_here(

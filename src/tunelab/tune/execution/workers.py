@@ -121,16 +121,18 @@ def _worker_main(job: WorkerJob, index: int, remaining: Any, lock: Any, stop: An
         )
         session = open_session(study)  # before any trial: see tunelab.tune.execution.owners
         ctx = trial_context(study, None if is_rdb(job.storage_url) else (interval, grace, retry))
+        deadline = time.time() + job.timeout if job.timeout else None
+        from tunelab.tune.execution.deadline import StudyDeadline
+
         objective = Objective(
             job.space,
             job.objectives,
             job.study_dir,
             data=job.data,
-            callbacks=[_StopAtEpochEnd()],
+            callbacks=[_StopAtEpochEnd(), *([StudyDeadline(deadline)] if deadline is not None else [])],
             prune=job.prune,
             trial_context=ctx,
         )
-        deadline = time.time() + job.timeout if job.timeout else None
         while not stop.is_set() and not _STOP_ASKED.is_set():
             with lock:
                 if remaining.value <= 0:

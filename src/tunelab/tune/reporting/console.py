@@ -49,6 +49,8 @@ class ConsoleReporter:
         )
         if info.defaults:
             c.print(f"  {info.defaults}", highlight=False, soft_wrap=True)
+        if info.budget:
+            c.print(f"  {info.budget}", highlight=False, soft_wrap=True)
         if info.grid is not None:
             c.print(f"  grid '{info.grid}': {info.grid_size} combinations", highlight=False, soft_wrap=True)
         if info.phase is not None:

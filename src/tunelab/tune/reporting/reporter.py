@@ -45,6 +45,7 @@ class TuneStart:
     workers: int
     resumed: bool
     defaults: str = ""  # the data-aware defaults line (tunelab.budget)
+    budget: str = ""  # "budget: 10 min (default; --timeout to change)"
 
 
 @dataclass
