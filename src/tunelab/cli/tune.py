@@ -187,7 +187,6 @@ def tune_cmd(
         **{k: flags[k] for k in ("objectives", "sampler", "pruner", "storage", "timeout", "seed")},
         n_trials=trials,
     )
-    tracking = opt.tracking_from(save_dir, flags)
     opts = TuneOptions(
         **{k: flags[k] for k in _OPTION_FLAGS},
         best_params=[best_params, *map(Path, more)] if best_params is not None and more else best_params,
@@ -195,7 +194,7 @@ def tune_cmd(
         locked=locked,
         plugins=tuple(plugin or ()),
         report=not no_report,
-        tracking=tracking,
+        tracking=(tracking := opt.tracking_from(save_dir, flags)),
         source=str(config or "command line"),
         reference=not no_reference,
         portfolio=_no_model_named(config, model, enhanced, locked),
