@@ -93,3 +93,12 @@ def tiny_model_values(name: str, sizes: dict[str, int] | None = None) -> dict[st
         elif "dropout" in field and isinstance(default, float):
             values[field] = 0.0
     return values
+
+
+def builtin_families() -> list[str]:
+    """The families tunelab ships (every one of them, with no list to keep up to date); plugin
+    families that other tests register (examples/plugins) bring their own data and tests."""
+    import tunelab.models  # noqa: F401  (registers the built-in families)
+    from tunelab.registry import MODELS
+
+    return [n for n in MODELS.names() if MODELS.get(n).fn.__module__.startswith("tunelab.")]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import tunelab  # noqa: F401  (fills the model registry)
-from tests.helpers import tiny_model_values, tiny_splits
+from tests.helpers import builtin_families, tiny_model_values, tiny_splits
 from tunelab.config import load_config, validate_config
 from tunelab.data.base import DataMeta
 from tunelab.errors import UserError
@@ -30,7 +30,7 @@ SETTINGS = {
     "inception_time": {"nb_filters": 4, "num_modules": 3, "longest_kernel": 8},
 }
 #: every registered family that classifies (the export checks are on a classification head)
-FAMILIES = [f for f in MODELS.names() if "classification" in supported_tasks(MODELS.get(f).config)]  # type: ignore[arg-type]
+FAMILIES = [f for f in builtin_families() if "classification" in supported_tasks(MODELS.get(f).config)]  # type: ignore[arg-type]
 
 
 def _model(family: str, meta: DataMeta = META) -> torch.nn.Module:

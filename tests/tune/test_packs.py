@@ -44,7 +44,7 @@ def test_a_pack_frees_device_memory_once_not_per_member(
     tmp_path: Path, splits: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A full gc.collect() costs ~0.3 s: four members told together free memory once."""
-    from tunelab.tune import objective, packs
+    from tunelab.tune.execution import objective, packs
 
     calls: list[str] = []
     monkeypatch.setattr(objective, "_free_memory", lambda: calls.append("objective"))

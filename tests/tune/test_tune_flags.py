@@ -35,14 +35,14 @@ def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *
 def test_wandb_project_alone_turns_wandb_on_with_entity_group_and_a_sync_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tunelab.tune
+    import tunelab.api  # the CLI calls the public API
 
     seen: dict[str, Any] = {}
 
     def fake_tune(cfg: Any, opts: Any, **kw: Any) -> None:
         seen["tracking"] = opts.tracking
 
-    monkeypatch.setattr(tunelab.tune, "tune", fake_tune)
+    monkeypatch.setattr(tunelab.api, "tune", fake_tune)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     args = ["--model", "gru", "--wandb-project", "asl", "--wandb-entity", "team", "--wandb-group", "g1", *TINY]
     out = _run(tmp_path, *args)
