@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # the workers pickle scale.worker 
 import scale  # noqa: E402
 
 
+@pytest.mark.slow  # worker processes and a storage server start per case: ~15 s each
 @pytest.mark.parametrize("via", ["direct", "proxy"])
 def test_every_trial_is_accounted_for(via: str) -> None:
     res = scale.run_config(str(POSTGRES), via, workers=2, trials=20, sleep_ms=1.0)
