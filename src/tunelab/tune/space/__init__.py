@@ -134,12 +134,9 @@ class SearchSpace:
         if key.startswith("model.") and not self._family_has(fam, key):
             return False
         spec = self.params[key]
-        for dep, allowed in (spec.when or {}).items():
-            options = allowed if isinstance(allowed, list) else [allowed]
-            if dep == FAMILY_PARAM:
-                if not any(_eq(fam.label, o) or _eq(fam.name, o) for o in options):
-                    return False
-                continue
+        if not _family_allows(spec, fam):
+            return False
+        for dep, options in _conditions(spec):
             value = self._value(dep, assigned, fam)
             if value is _INACTIVE or not any(_eq(value, o) for o in options):
                 return False
@@ -276,12 +273,9 @@ class SearchSpace:
         if key in seen:
             return True
         spec = self.params[key]
-        for dep, allowed in (spec.when or {}).items():
-            options = allowed if isinstance(allowed, list) else [allowed]
-            if dep == FAMILY_PARAM:
-                if not any(_eq(fam.label, o) or _eq(fam.name, o) for o in options):
-                    return False
-                continue
+        if not _family_allows(spec, fam):
+            return False
+        for dep, options in _conditions(spec):
             if dep in self.params and dep not in self.fixed and dep not in fam.fixed:
                 dep_spec = self.params[dep]
                 if dep.startswith("model.") and not self._family_has(fam, dep):
@@ -480,3 +474,20 @@ def build_space(
     if unused:
         log.info("not searched (no family in %s has them): %s", ", ".join(labels), ", ".join(unused))
     return SearchSpace(base, _ordered(params, source), fixed, list(families) if families else None, grid_values, grid)
+
+
+def _family_allows(spec: ParamSpec, fam: Family) -> bool:
+    """Whether ``spec``'s condition on the family (if it has one) admits ``fam``."""
+    allowed = (spec.when or {}).get(FAMILY_PARAM)
+    if allowed is None:
+        return True
+    return any(_eq(fam.label, o) or _eq(fam.name, o) for o in (allowed if isinstance(allowed, list) else [allowed]))
+
+
+def _conditions(spec: ParamSpec) -> list[tuple[str, list[Any]]]:
+    """``spec``'s conditions on other parameters: (parameter, allowed values)."""
+    return [
+        (dep, allowed if isinstance(allowed, list) else [allowed])
+        for dep, allowed in (spec.when or {}).items()
+        if dep != FAMILY_PARAM
+    ]
