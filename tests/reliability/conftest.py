@@ -14,7 +14,7 @@ import tunelab  # noqa: F401  (registers the built-in models and datasets)
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 torch.set_num_threads(1)  # the CI machine is shared: one thread per process
 
-#: what the suite survived, printed after the run (see README, "Reliability")
+#: what the suite survived, printed after the run (see docs/reliability.md)
 FIGURES: Counter[str] = Counter()
 _LABELS = {
     "kills": "SIGKILLs survived (study resumed after each)",
