@@ -27,7 +27,8 @@
 # limit with the rest), so a device run without aeon has only the published MiniRocket_pub column.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+# the project's venv where there is one (the CPU smoke test here), else the image's python3 (the device)
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 WHEELS=(optuna cmaes plotly sqlalchemy alembic colorlog "pydantic>=2.5" typing-inspection)
 
 case "${1:-}" in
@@ -45,7 +46,17 @@ run)
     mkdir -p "$OUT"
     export PYTHONPATH="$PWD/src" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
     if ! $PY -c "import optuna, pydantic, plotly" 2>/dev/null; then
-        $PY -m pip install -q --no-index --find-links .wheels "${WHEELS[@]}" 2>&1 | tail -3
+        if [ -d .wheels ]; then
+            $PY -m pip install -q --no-index --find-links .wheels "${WHEELS[@]}" 2>&1 | tail -3
+        else
+            echo "gpu.sh: $PY lacks optuna/pydantic/plotly and there is no .wheels folder"
+        fi
+    fi
+    # every step needs these: stop at once, with the fix, rather than fail each step on its own
+    if ! $PY -c "import torch, optuna, pydantic, plotly" 2>/dev/null; then
+        echo "gpu.sh: $PY cannot import torch, optuna, pydantic and plotly; here run 'make setup' (or PYTHON=...),"
+        echo "        for the device run 'bash benchmarks/gpu.sh wheels' here and carry .wheels"
+        exit 2
     fi
     DEVICE=${DEVICE:-cuda}
     # seconds for the whole run (9 minutes on the GPU; a loaded CPU gets more for the smoke test):
