@@ -9,20 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.tune.conftest import TINY_CLI
 from tunelab.cli import app, main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-TINY = [
-    "--dataset",
-    "synthetic_gestures",
-    "data.options.n=48",
-    "data.options.classes=3",
-    "data.options.min_len=6",
-    "data.options.max_len=12",
-    "model.hidden_dim=8",
-    "--device",
-    "cpu",
-]
+TINY = TINY_CLI
 
 
 def test_tune_prints_a_line_per_trial_a_progress_bar_and_the_best_trial(tmp_path: Path) -> None:

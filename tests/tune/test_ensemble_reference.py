@@ -10,19 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.tune.conftest import TINY_CLI
 from tunelab.cli import app
 
-TINY = [
-    "--dataset",
-    "synthetic_gestures",
-    "data.options.n=48",
-    "data.options.classes=3",
-    "data.options.min_len=6",
-    "data.options.max_len=12",
-    "model.hidden_dim=8",
-    "--device",
-    "cpu",
-]
+TINY = TINY_CLI
 
 
 @pytest.fixture(scope="module")
