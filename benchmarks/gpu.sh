@@ -11,7 +11,8 @@
 # its own time limit, so one slow step cannot take the others' time, and the whole run stays within
 # BUDGET seconds (9 minutes).  Issue 15's table, row by row:
 #   one trial, engine vs seeds' loop (GRU 128x2, TCN, Transformer) and pack K=1 with CUDA graphs:
-#       the "tunelab engine" and "pack K=1 graphs" rows of throughput-gru and throughput-conv;
+#       the "tunelab engine" (CUDA graphs), "tunelab engine, eager" and "pack K=1 graphs" rows of
+#       throughput-gru and throughput-conv;
 #   GRU pack K=512, best variant: the K=512 rows of throughput-gru (graphs, compile);
 #   the 100-trial study, packed vs one at a time: pack-study;   `pytest -m gpu`: gpu-tests.
 # Then the TSC accuracy benchmark (issue 16) with what is left of the budget, when aeon imports

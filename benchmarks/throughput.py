@@ -192,22 +192,30 @@ def _fused_encode(self: Any, x: Tensor, lengths: Tensor) -> Tensor:
 
 
 def engine_runner(
-    data: SequenceData, device: torch.device, cfg: ExperimentConfig, fused: bool = False
+    data: SequenceData,
+    device: torch.device,
+    cfg: ExperimentConfig,
+    fused: bool = False,
+    graphs: bool = True,
+    notes: list[str] | None = None,
 ) -> Callable[[], int]:
     """One epoch of the one loop's step for a single trial (``tunelab.train.engine.Engine``, what
-    ``tunelab.train.fit`` runs; it also measures each step's gradient norm, as fit reports it) per
-    call; ``fused``: the GRU/LSTM stack in one call (see the module docstring)."""
+    ``tunelab.train.fit`` runs, CUDA graphs included unless ``graphs=False``; it also measures each
+    step's gradient norm, as fit reports it) per call; ``fused``: the GRU/LSTM stack in one call
+    (see the module docstring).  A failed capture's reason goes to ``notes``."""
     import types
 
     from tunelab.train.engine import Engine
 
-    engine = Engine([cfg], data.meta, data.to(device), device)
+    engine = Engine([cfg], data.meta, data.to(device), device, graphs=graphs)
     if fused:
         engine.model.encode = types.MethodType(_fused_encode, engine.model)  # type: ignore[method-assign]
 
     def epoch() -> int:
         seen = engine.train_epoch()
         float(engine.loss_sum)  # one host sync per epoch, as fit does
+        if notes is not None and engine.graph_error and engine.graph_error not in notes:
+            notes.append(engine.graph_error)
         return seen
 
     return epoch
@@ -395,8 +403,11 @@ def family_rows(
             ),
             [],
         ),
-        ("tunelab engine", lambda: engine_runner(data, device, cfg), []),
     ]
+    notes: list[str] = []
+    loops.append(("tunelab engine", lambda notes=notes: engine_runner(data, device, cfg, notes=notes), notes))
+    if device.type == "cuda":  # the same step without CUDA graphs: what capture gains
+        loops.append(("tunelab engine, eager", lambda: engine_runner(data, device, cfg, graphs=False), []))
     if family == "gru":
         bucketed = cfg.model_copy(update={"data": cfg.data.model_copy(update={"bucket": True})})
         loops.append(("tunelab engine, bucketed", lambda: engine_runner(data, device, bucketed), []))

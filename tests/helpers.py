@@ -102,3 +102,21 @@ def builtin_families() -> list[str]:
     from tunelab.registry import MODELS
 
     return [n for n in MODELS.names() if MODELS.get(n).fn.__module__.startswith("tunelab.")]
+
+
+@pytest.fixture
+def strict_fp32():  # type: ignore[no-untyped-def]
+    """Full fp32 on both paths.  PyTorch leaves ``torch.backends.cudnn.allow_tf32`` on by default, so
+    on Ampere and later cuDNN's GRU/LSTM (the solo reference) multiplies in TF32 (10-bit mantissa)
+    while the stacked recurrence's matmuls stay fp32 (``matmul.allow_tf32`` is off by default):
+    that, not the stacked backward, was the 3.9e-4 difference on an H200.  The test checks fp32."""
+    flags = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    )
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_float32_matmul_precision(flags[2])
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags[:2]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import tunelab  # noqa: F401  (registers the model families)
-from tests.helpers import builtin_families, tiny_classification, tiny_model_values, tiny_splits
+from tests.helpers import builtin_families, strict_fp32, tiny_classification, tiny_model_values, tiny_splits  # noqa: F401
 from tunelab.config import load_config, validate_config
 from tunelab.models import build_model
 from tunelab.pack import NotPackable, fit_pack, pack_group_key, pack_models, packable
@@ -226,24 +226,6 @@ def test_a_pack_of_one_is_the_ordinary_run() -> None:
 CUDA = pytest.param(
     "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 )
-
-
-@pytest.fixture
-def strict_fp32():  # type: ignore[no-untyped-def]
-    """Full fp32 on both paths.  PyTorch leaves ``torch.backends.cudnn.allow_tf32`` on by default, so
-    on Ampere and later cuDNN's GRU/LSTM (the solo reference) multiplies in TF32 (10-bit mantissa)
-    while the stacked recurrence's matmuls stay fp32 (``matmul.allow_tf32`` is off by default):
-    that, not the stacked backward, was the 3.9e-4 difference on an H200.  The test checks fp32."""
-    flags = (
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-        torch.get_float32_matmul_precision(),
-    )
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    yield
-    torch.set_float32_matmul_precision(flags[2])
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags[:2]
 
 
 @pytest.mark.usefixtures("strict_fp32")

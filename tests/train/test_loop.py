@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from tests.helpers import tiny_splits
+from tests.helpers import builtin_families, strict_fp32, tiny_model_values, tiny_splits  # noqa: F401
 
 import tunelab  # noqa: F401  (registers the model families)
-from tunelab.config import load_config
+from tunelab.config import load_config, validate_config
 from tunelab.data import augment
 from tunelab.data.batching import batch_indices, make_batch
 from tunelab.models import build_model
@@ -121,3 +121,54 @@ def test_a_solo_run_raises_its_callbacks_exception_after_one_epoch(tmp_path) -> 
         fit(cfg, data=tiny_splits(n=48), callbacks=[_RaiseAt(TrialPruned())], run_dir=tmp_path)
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
     assert not (tmp_path / "best_model.pt").exists()  # a failed run writes no checkpoint
+
+
+def test_the_schedule_writes_device_tensor_learning_rates_in_place() -> None:
+    """A captured step reads its learning rates from tensors in the optimizer's groups: the schedule
+    must write those very tensors (no new Python float), with the values it gives plain groups."""
+    cfg = load_config(None, ONE)
+    model = build_model(cfg.model, tiny_splits(n=48).meta)
+    plain, held = build_optimizer(model, cfg.train), build_optimizer(model, cfg.train)
+    for g in held.param_groups:
+        g["lr"] = torch.tensor(g["lr"])
+    tensors = [g["lr"] for g in held.param_groups]
+    schedule = LRSchedule(cfg.train, 3)
+    for step in (0, 1, 4, 8):
+        schedule.apply(plain, step)
+        schedule.apply(held, step)
+        assert [g["lr"] for g in held.param_groups] == tensors  # the same objects, written in place
+        assert [float(g["lr"]) for g in held.param_groups] == pytest.approx([g["lr"] for g in plain.param_groups])
+
+
+CUDA_ONLY = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+def _engine_run(cfg, splits, graphs: bool):  # type: ignore[no-untyped-def]
+    from tunelab.train.engine import Engine
+
+    device = torch.device("cuda")
+    engine = Engine([cfg], splits.meta, splits.train.to(device), device, graphs=graphs)
+    losses = []
+    for _ in range(cfg.train.max_epochs):
+        engine.train_epoch()
+        losses.append(float(engine.loss_sum) / engine.steps_per_epoch)
+    return engine, torch.tensor(losses, dtype=torch.float64)
+
+
+@pytest.mark.usefixtures("strict_fp32")
+@pytest.mark.parametrize("family", [pytest.param(f, marks=CUDA_ONLY) for f in builtin_families()])
+def test_a_captured_single_trial_trains_as_its_eager_steps(family: str) -> None:
+    """Every family's single-trial step in CUDA graphs (fused capturable AdamW, device learning
+    rates, cuDNN's RNNs) trains as the same step run eagerly: the first step and the partial last
+    batch of each epoch eager, the rest replayed; strict fp32, so only the fused optimizer's
+    rounding differs.  Dropout is off: a graph draws its own dropout masks."""
+    train = {"batch_size": 16, "max_epochs": 3, "clip_norm": 0.5, "schedule": "cosine", "warmup_epochs": 1}
+    train |= {"body_lr_scale": 0.5, "optimizer": "adamw", "early_stopping": {"patience": None}}
+    cfg = validate_config({"model": {"name": family, **tiny_model_values(family)}, "train": train})
+    splits = tiny_splits(n=50)  # batches of 16, 16, 16 and 2
+    eager, eager_losses = _engine_run(cfg, splits, graphs=False)
+    captured, losses = _engine_run(cfg, splits, graphs=True)
+    assert captured.graph_error is None and captured._graphs and not eager._graphs
+    assert torch.allclose(losses, eager_losses, rtol=1e-4)
+    for name, w in eager.model.state_dict().items():
+        assert torch.allclose(captured.model.state_dict()[name], w, rtol=1e-3, atol=1e-5), name

@@ -6,17 +6,14 @@ Nothing in a step waits for the device: batch order is uploaded once per pass ov
 sequence lengths are read from a host copy, and losses and gradient norms accumulate on the
 device until the epoch ends.
 
-With ``graphs=True`` on CUDA, the whole step (forward, backward, clipping, optimizer) is captured
-in one CUDA graph per length bucket (batch lengths rounded up to a multiple of ``bucket_step``;
-padding is masked, so a bucket changes no result) and replayed; a batch of another size (the
-last, partial one) runs eagerly.  Capturing warms up on a side stream and then restores the
-weights and optimizer state, so it does not change training.  Models whose forward waits on the
-host (packed sequences) cannot be captured; they fall back to eager steps with a warning.
+With ``graphs=True`` on CUDA, the whole stacked step (forward, backward, per-member clipping,
+the vectorised optimizer with each member's learning rates as a static input) is captured and
+replayed per length bucket, by the same code as one trial's step
+(:class:`~tunelab.train.engine.Engine`, "CUDA graphs").
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -38,9 +35,6 @@ from tunelab.train.optim import head_param_ids
 from tunelab.train.result import autocast
 
 __all__ = ["PackEngine"]
-
-log = logging.getLogger(__name__)
-
 
 _COMPILED: dict[Any, Any] = {}
 
@@ -79,13 +73,7 @@ class PackEngine(Engine):
     ) -> None:
         self.tf32 = tf32 and device.type == "cuda"
         self._compile = compile and device.type == "cuda"
-        self.graphs = graphs and device.type == "cuda" and not train.extras
-        self.bucket_step = bucket_step
-        self._graphs: dict[int, Any] = {}
-        self._static: dict[int, dict[str, Tensor]] = {}
-        self._pool: Any = None
-        self.graph_error: str | None = None
-        super().__init__(cfgs, meta, train, device)
+        super().__init__(cfgs, meta, train, device, graphs=graphs, bucket_step=bucket_step)
 
     def _build(self) -> None:
         """Each member's model from its own seed (the weights its solo run starts from), stacked."""
@@ -148,14 +136,6 @@ class PackEngine(Engine):
     def _lrs(self) -> Tensor:
         return self.schedule.lrs(self.step_count, self.device) * self.live
 
-    def _step(self) -> int:
-        if self.graphs and self.tc.grad_accum == 1 and len(self.augs) == 1:
-            idx, dev_idx = self._next_batch()
-            if len(idx) == self.tc.batch_size:
-                return self._graph_step(idx, dev_idx)
-            return self._eager_step([(idx, dev_idx)])
-        return super()._step()
-
     def _update(self, lrs: Tensor | None = None) -> None:
         """Clip each member to its own norm, step each with its own learning rates (``lrs``: a
         captured step's static copy; else this step's)."""
@@ -164,77 +144,19 @@ class PackEngine(Engine):
         self.clipped += (norms > self.optimizer.clip).float()
         self.optimizer.step(self._lrs() if lrs is None else lrs)
 
-    def _bucket(self, t: int) -> int:
-        return min(self.train.x.shape[1], -(-t // self.bucket_step) * self.bucket_step)
+    def _capturable(self) -> bool:
+        return True  # the vectorised optimizer reads every learning rate from the device
 
-    def _graph_step(self, idx: Tensor, dev_idx: Tensor) -> int:
-        t = self._bucket(self._t_max(idx))
-        if t not in self._graphs and not self._capture(t, idx, dev_idx):
-            return self._eager_step([(idx, dev_idx)])
-        st = self._static[t]
-        inputs, y = self._batch(idx, dev_idx, t)
-        st["x"].copy_(inputs["x"])
-        st["lengths"].copy_(inputs["lengths"])
-        st["y"].copy_(y)
-        st["lrs"].copy_(self._lrs())
-        self._graphs[t].replay()
-        self.step_count += 1
-        return len(idx)
+    def _static_lrs(self) -> Tensor:
+        return torch.zeros_like(self._lrs())
 
-    def _graph_body(self, st: dict[str, Tensor]) -> None:
-        self._forward_backward({"x": st["x"], "lengths": st["lengths"]}, st["y"], 1.0)
-        self._update(st["lrs"])
+    def _load_lrs(self, static: Tensor) -> None:
+        static.copy_(self._lrs())
 
-    def _capture(self, t: int, idx: Tensor, dev_idx: Tensor) -> bool:
-        """Capture the step for bucket ``t``; False (and eager from now on) if it cannot be."""
-        inputs, y = self._batch(idx, dev_idx, t)
-        st = {
-            "x": inputs["x"].clone(),
-            "lengths": inputs["lengths"].clone(),
-            "y": y.clone(),
-            "lrs": torch.zeros_like(self._lrs()),
-        }
-        params = self.optimizer.params
-        saved = [p.detach().clone() for p in params] + [v.clone() for s in self.optimizer.state for v in s.values()]
-        saved_sums = [t_.clone() for t_ in (self.loss_sum, self.norm_sum, self.clipped, self.optimizer.steps)]
-        # warm-up and capture run the step; BatchNorm's running statistics must not count those runs
-        saved_sums += [b.clone() for b in self.model.buffers()]
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        try:
-            with torch.cuda.stream(stream):
-                for _ in range(2):  # warm-up: cuBLAS handles, compiled kernels, allocator
-                    self._graph_body(st)
-                    self.optimizer.zero_grad()
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            self._restore(saved, saved_sums)
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
-                self._graph_body(st)
-            self.optimizer.zero_grad()  # the graph keeps its own gradient buffers
-            self._restore(saved, saved_sums)
-        except RuntimeError as exc:  # e.g. a forward that waits on the host (packed sequences)
-            torch.cuda.synchronize(self.device)
-            self.optimizer.zero_grad()
-            self._restore(saved, saved_sums)
-            self.graph_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            log.warning("CUDA graph capture failed (%s); this pack trains eagerly", self.graph_error)
-            self.graphs = False
-            return False
-        self._graphs[t] = graph
-        self._static[t] = st
-        return True
-
-    @torch.no_grad()
-    def _restore(self, saved: list[Tensor], sums: list[Tensor]) -> None:
-        tensors = [p.data for p in self.optimizer.params] + [v for s in self.optimizer.state for v in s.values()]
-        for dst, src in zip(tensors, saved, strict=True):
-            dst.copy_(src)
-        state = (self.loss_sum, self.norm_sum, self.clipped, self.optimizer.steps, *self.model.buffers())
-        for dst, src in zip(state, sums, strict=True):
-            dst.copy_(src)
+    def _state_tensors(self) -> list[Tensor]:
+        opt = [v for s in self.optimizer.state for v in s.values()]
+        sums = [self.loss_sum, self.norm_sum, self.clipped, self.optimizer.steps]
+        return [p.data for p in self.optimizer.params] + opt + sums + list(self.model.buffers())
 
     # ------------------------------------------------------------------ evaluation
 

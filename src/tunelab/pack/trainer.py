@@ -141,7 +141,8 @@ def make_engine(
     cfgs: Sequence[ExperimentConfig], meta: DataMeta, train: Any, device: torch.device, **options: Any
 ) -> Engine:
     """The engine for ``cfgs``: one trial trains its ordinary model (cuDNN's fused GRU/LSTM, torch's
-    optimizer: :class:`~tunelab.train.engine.Engine`), more than one as a stacked :class:`PackEngine`."""
+    optimizer: :class:`~tunelab.train.engine.Engine`), more than one as a stacked :class:`PackEngine`.
+    ``options``: ``graphs`` (both), ``compile`` and ``tf32`` (stacked only)."""
     if len(cfgs) == 1:
-        return Engine(cfgs, meta, train, device)
+        return Engine(cfgs, meta, train, device, graphs=options.get("graphs", True))
     return PackEngine(cfgs, meta, train, device, **options)

@@ -10,10 +10,21 @@ trial's bookkeeping (:mod:`tunelab.train.loop`, :mod:`tunelab.train.member`) are
 
 Our own loop (not a framework's) on purpose, for speed: data stays on the device and a batch is
 an index slice whose order is uploaded once per pass; nothing in a step waits for the device.
+
+CUDA graphs (``graphs=True``, the default; CUDA only): after the first step, the whole step
+(forward, backward, clipping, optimizer, for one trial torch's fused capturable Adam/AdamW with the
+learning rates as device tensors) is captured in one graph per length bucket (batch lengths
+rounded up to a multiple of ``bucket_step``; padding is masked, so a bucket changes no result) and
+replayed; a batch of another size (the last, partial one) runs eagerly.  Capturing warms up on a
+side stream and then restores the weights, optimizer state, epoch sums and buffers, so it does not
+change training.  A step that cannot be captured (a forward that waits on the host, such as packed
+sequences; SGD, whose learning rate torch cannot read from the device) trains eagerly; a failed
+capture says why once, in a warning, and the engine stays eager.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +44,8 @@ from tunelab.train.result import autocast, evaluate
 
 __all__ = ["Engine"]
 
+log = logging.getLogger(__name__)
+
 Batch = tuple[Tensor, Tensor]  # (host indices, device indices)
 
 
@@ -46,11 +59,26 @@ class Engine:
 
     model: nn.Module
 
-    def __init__(self, cfgs: Sequence[ExperimentConfig], meta: DataMeta, train: SequenceData, device: torch.device):
+    def __init__(
+        self,
+        cfgs: Sequence[ExperimentConfig],
+        meta: DataMeta,
+        train: SequenceData,
+        device: torch.device,
+        *,
+        graphs: bool = True,
+        bucket_step: int = 16,
+    ) -> None:
         self.cfgs = list(cfgs)
         self.meta, self.train, self.device = meta, train, device
         first = self.cfgs[0]
         self.tc = first.train
+        self.graphs = graphs and device.type == "cuda" and not train.extras and self._capturable()
+        self.bucket_step = bucket_step
+        self._graphs: dict[int, Any] = {}
+        self._static: dict[int, dict[str, Tensor]] = {}
+        self._pool: Any = None
+        self.graph_error: str | None = None
         self.bucket = first.data.bucket
         self.amp = first.train.amp
         micro = math.ceil(len(train) / self.tc.batch_size)
@@ -77,10 +105,15 @@ class Engine:
         seed_everything(cfg.seed)  # the model's init does not depend on how data was prepared
         self.model = build_model(cfg.model, self.meta).to(self.device)
         self.loss_fn: nn.Module = build_loss(cfg.loss, self.meta, self.train.y.cpu()).to(self.device)
-        self.optimizer: Any = build_optimizer(self.model, self.tc)
+        self.optimizer: Any = build_optimizer(self.model, self.tc, capturable=self.graphs)
         self.schedule: Any = LRSchedule(self.tc, self.steps_per_epoch)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.clip = self.tc.clip_norm if self.tc.clip_norm is not None else math.inf
+
+    def _capturable(self) -> bool:
+        """Whether this trial's optimizer can run inside a CUDA graph (torch's SGD reads its
+        learning rate on the host)."""
+        return self.tc.optimizer != "sgd"
 
     @property
     def k(self) -> int:
@@ -175,6 +208,12 @@ class Engine:
         return seen
 
     def _step(self) -> int:
+        if self.graphs and self.tc.grad_accum == 1 and len(self.augs) == 1:
+            idx, dev_idx = self._next_batch()
+            # the first step runs eagerly: it creates the optimizer state that the graph updates
+            if len(idx) == self.tc.batch_size and self.step_count > 0:
+                return self._graph_step(idx, dev_idx)
+            return self._eager_step([(idx, dev_idx)])
         return self._eager_step([self._next_batch() for _ in range(self.tc.grad_accum)])
 
     def _forward_backward(self, inputs: dict[str, Tensor], y: Tensor, scale: float) -> None:
@@ -196,8 +235,10 @@ class Engine:
         return seen
 
     def _update(self, lrs: Tensor | None = None) -> None:
-        """Schedule, clip, step (``lrs`` is for a pack's captured step)."""
-        self.schedule.apply(self.optimizer, self.step_count)
+        """Schedule, clip, step.  A captured step (``lrs`` given) finds its learning rates already
+        written by :meth:`_load_lrs`, outside the graph."""
+        if lrs is None:
+            self.schedule.apply(self.optimizer, self.step_count)
         if math.isinf(self.clip):  # no clipping: the norm (a reported metric) without a pass scaling by 1
             norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         else:
@@ -205,6 +246,85 @@ class Engine:
         self.norm_sum += norm
         self.clipped += (norm > self.clip).float()
         self.optimizer.step()
+
+    # ------------------------------------------------------------------ CUDA graphs
+
+    def _static_lrs(self) -> Tensor:
+        """A captured step's learning-rate input (none here: the optimizer's groups hold device
+        tensors, which :meth:`_load_lrs` writes before each replay)."""
+        return torch.zeros(0, device=self.device)
+
+    def _load_lrs(self, static: Tensor) -> None:
+        """This step's learning rates into the captured step's inputs."""
+        self.schedule.apply(self.optimizer, self.step_count)
+
+    def _state_tensors(self) -> list[Tensor]:
+        """Every tensor a step changes: weights, optimizer state, epoch sums and buffers (a capture
+        runs the step three times and must leave no trace)."""
+        opt = [v for p in self.params for v in self.optimizer.state[p].values() if isinstance(v, Tensor)]
+        sums = [self.loss_sum, self.norm_sum, self.clipped]
+        return [p.data for p in self.params] + opt + sums + list(self.model.buffers())
+
+    def _bucket(self, t: int) -> int:
+        return min(self.train.x.shape[1], -(-t // self.bucket_step) * self.bucket_step)
+
+    def _graph_step(self, idx: Tensor, dev_idx: Tensor) -> int:
+        t = self._bucket(self._t_max(idx))
+        if t not in self._graphs and not self._capture(t, idx, dev_idx):
+            return self._eager_step([(idx, dev_idx)])
+        st = self._static[t]
+        inputs, y = self._batch(idx, dev_idx, t)
+        st["x"].copy_(inputs["x"])
+        st["lengths"].copy_(inputs["lengths"])
+        st["y"].copy_(y)
+        self._load_lrs(st["lrs"])
+        self._graphs[t].replay()
+        self.step_count += 1
+        return len(idx)
+
+    def _graph_body(self, st: dict[str, Tensor]) -> None:
+        self._forward_backward({"x": st["x"], "lengths": st["lengths"]}, st["y"], 1.0)
+        self._update(st["lrs"])
+
+    def _capture(self, t: int, idx: Tensor, dev_idx: Tensor) -> bool:
+        """Capture the step for bucket ``t``; False (and eager from now on) if it cannot be."""
+        inputs, y = self._batch(idx, dev_idx, t)
+        st = {"x": inputs["x"].clone(), "lengths": inputs["lengths"].clone(), "y": y.clone()}
+        st["lrs"] = self._static_lrs()
+        self._load_lrs(st["lrs"])
+        saved = [v.detach().clone() for v in self._state_tensors()]
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        try:
+            with torch.cuda.stream(stream):
+                for _ in range(2):  # warm-up: cuBLAS/cuDNN handles, compiled kernels, allocator
+                    self._graph_body(st)
+                    self.optimizer.zero_grad()
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            self._restore(saved)
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool):
+                self._graph_body(st)
+            self.optimizer.zero_grad()  # the graph keeps its own gradient buffers
+            self._restore(saved)
+        except RuntimeError as exc:  # e.g. a forward that waits on the host (packed sequences)
+            torch.cuda.synchronize(self.device)
+            self.optimizer.zero_grad()
+            self._restore(saved)
+            self.graph_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log.warning("CUDA graph capture failed (%s); this run trains eagerly", self.graph_error)
+            self.graphs = False
+            return False
+        self._graphs[t] = graph
+        self._static[t] = st
+        return True
+
+    @torch.no_grad()
+    def _restore(self, saved: list[Tensor]) -> None:
+        for dst, src in zip(self._state_tensors(), saved, strict=True):
+            dst.copy_(src)
 
     # ------------------------------------------------------------------ the epoch's report
 
@@ -216,7 +336,7 @@ class Engine:
         val_metrics, _ = evaluate(self.model, val, self.loss_fn, amp=self.amp)  # type: ignore[arg-type]
         metrics = {"train_loss": train_loss} | {f"val_{k}": v for k, v in val_metrics.items()}
         for g in self.optimizer.param_groups:
-            metrics[f"lr/{g['name']}"] = g["lr"]
+            metrics[f"lr/{g['name']}"] = float(g["lr"])  # a device tensor when steps are captured
         metrics["grad_norm"] = float(self.norm_sum) / steps
         metrics["clip_frac"] = float(self.clipped) / steps
         extra_scalars = getattr(self.model, "extra_scalars", None)

@@ -62,12 +62,21 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     return out
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW (betas, eps) or SGD (momentum, nesterov) over :func:`param_groups`."""
+def build_optimizer(model: nn.Module, cfg: TrainConfig, capturable: bool = False) -> torch.optim.Optimizer:
+    """Adam, AdamW (betas, eps) or SGD (momentum, nesterov) over :func:`param_groups`.
+
+    ``capturable`` (Adam/AdamW on CUDA, for a step captured in a CUDA graph): torch's fused
+    capturable kernel, each group's learning rate a device tensor that :meth:`LRSchedule.apply`
+    writes in place.
+    """
     groups = param_groups(model, cfg)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam  # Adam: decay as L2 in the gradient
+    if capturable:
+        for g in groups:
+            g["lr"] = torch.tensor(g["lr"], device=g["params"][0].device)
+        return cls(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=True, capturable=True)
     return cls(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
 
 
@@ -104,9 +113,13 @@ class LRSchedule:
         return max(base_lr * (self.multiplier(step) * self.plateau), self.floor)
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> None:
-        """Set every group's lr for this step."""
+        """Set every group's lr for this step (in place where it is a device tensor: no host sync)."""
         for g in optimizer.param_groups:
-            g["lr"] = self.lr(g["base_lr"], step)
+            lr = self.lr(g["base_lr"], step)
+            if isinstance(g["lr"], torch.Tensor):
+                g["lr"].fill_(lr)
+            else:
+                g["lr"] = lr
 
     def on_epoch_end(self, val_loss: float) -> None:
         """ReduceLROnPlateau semantics (mode min, relative threshold 1e-4, cooldown 0)."""
