@@ -57,7 +57,8 @@ def test_fifty_trials_do_not_grow_memory(tmp_path: Path, long_run: bool) -> None
     space = {"train.lr": {"low": 1e-3, "high": 3e-2, "log": True}, "model.hidden_dim": [4, 8, 16, 32]}
     cfg = load_study_config(study_file(tmp_path / "s.yaml", base=base, space=space, budget={"n_trials": n}))
     rep = Sampler(warmup)
-    result = tune(cfg, TuneOptions(save_dir=tmp_path, study_name="mem", report=False), reporter=rep)
+    opts = TuneOptions(save_dir=tmp_path, study_name="mem", report=False, pack_size=1)  # one trial at a time
+    result = tune(cfg, opts, reporter=rep)
     assert sum(v for k, v in result.states.items() if k in FINISHED) == n
     s = rep.samples
     growth = (s[-1]["rss"] - s[warmup - 1]["rss"]) / MB

@@ -38,7 +38,7 @@ class _Hog(BaseCallback):
 def test_real_cuda_out_of_memory(tmp_path: Path, splits: Any) -> None:
     hog = _Hog()
     base = {**tiny_study().base.model_dump(), "device": "cuda"}
-    result = tune(tiny_study(base=base), options(tmp_path), data=splits, callbacks=[hog])
+    result = tune(tiny_study(base=base), options(tmp_path, pack_size=1), data=splits, callbacks=[hog])
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path / 'tunelab.db'}")
     first, second = study.trials
     assert first.state.name == "FAIL" and first.user_attrs[TRIAL.REASON] == "out of memory"
@@ -64,3 +64,11 @@ def test_pack_size_auto_measures_the_device_and_packs(tmp_path: Path, splits: An
     assert (result.study_dir / "best_model.pt").is_file()
     cfg = ExperimentConfig.model_validate(trials[0].user_attrs[TRIAL.CONFIG])
     assert 2 <= _measured_fit(cfg, splits) <= AUTO_CAP
+
+
+def test_a_study_on_a_gpu_packs_without_being_asked(tmp_path: Path, splits: Any) -> None:
+    base = {**tiny_study().base.model_dump(), "device": "cuda"}
+    result = tune(tiny_study(base=base, space=LR_ONLY, budget={"n_trials": 4}), options(tmp_path), data=splits)
+    trials = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path / 'tunelab.db'}").trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    assert {t.user_attrs[TRIAL.PACK_SIZE] for t in trials} == {4}

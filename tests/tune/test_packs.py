@@ -8,6 +8,7 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 
 from tests.reliability.common import invoke_main
 from tests.tune.conftest import options, tiny_study
@@ -16,7 +17,7 @@ from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
 from tunelab.train import BaseCallback, fit
 from tunelab.tune import tune
-from tunelab.tune.execution.packs import members_that_fit, parse_pack_size, resolve_pack_size
+from tunelab.tune.execution.packs import default_pack_size, members_that_fit, parse_pack_size, resolve_pack_size
 
 LR_ONLY = {"train.lr": {"low": 1e-3, "high": 3e-2, "log": True}, "train.weight_decay": {"low": 1e-5, "high": 1e-2}}
 
@@ -123,6 +124,17 @@ def test_pack_size_values() -> None:
     gib = 1024**3
     assert members_that_fit(10 * gib, gib) == 7  # 70% of the free memory
     assert members_that_fit(gib, 10 * gib) == 1 and members_that_fit(1000 * gib, 1, cap=64) == 64
+
+
+def test_a_study_that_names_no_pack_size_packs_on_a_gpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small sequence models leave a GPU mostly idle: one process on CUDA packs by default; a CPU,
+    or worker processes sharing the device, train one trial at a time."""
+    from tunelab.train import device as devices
+
+    monkeypatch.setattr(devices, "resolve_device", lambda name: torch.device("cpu"))
+    assert default_pack_size("auto", 1) == 1
+    monkeypatch.setattr(devices, "resolve_device", lambda name: torch.device("cuda"))
+    assert default_pack_size("auto", 1) == "auto" and default_pack_size("auto", 4) == 1
 
 
 @pytest.mark.parametrize(

@@ -86,10 +86,11 @@ SamplerOpt = Annotated[str | None, typer.Option("--sampler", help=" | ".join(SAM
 PrunerOpt = Annotated[str | None, typer.Option("--pruner", help=" | ".join(PRUNERS.names()))]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="worker processes sharing the study")]
 PackSizeOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--pack-size",
-        help="trials trained at once as one stacked model (same family and shapes): N, or auto (by GPU memory; 1 on CPU)",
+        help="trials trained at once as one stacked model (same family and shapes): N, or auto (by GPU memory); "
+        "default auto on a GPU with one worker process, else 1",
     ),
 ]
 EnqueueOpt = Annotated[
@@ -145,7 +146,7 @@ def tune_cmd(
     sampler: SamplerOpt = None,
     pruner: PrunerOpt = None,
     workers: WorkersOpt = 1,
-    pack_size: PackSizeOpt = "1",
+    pack_size: PackSizeOpt = None,
     enqueue: EnqueueOpt = None,
     objectives: ObjectivesOpt = None,
     epochs: opt.EpochsOpt = None,

@@ -21,7 +21,9 @@ class TuneOptions:
     study_name: str | None = None  # exact name; default: the study file's name + a timestamp
     save_dir: str | Path = "runs"
     workers: int = 1
-    pack_size: int | str = 1  # trials trained at once as one stacked computation ("auto": by device memory)
+    # trials trained at once as one stacked computation ("auto": by device memory); None: auto when
+    # the study trains on a CUDA device in one process, else 1
+    pack_size: int | str | None = None
     enqueue: str | Path | list[dict[str, Any]] | None = None
     locked: frozenset[str] = frozenset()  # config keys set on the command line: never searched
     plugins: tuple[str, ...] = ()  # re-imported by worker processes

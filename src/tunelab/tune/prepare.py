@@ -132,11 +132,14 @@ def _first_grid(cfg: StudyConfig, opts: TuneOptions) -> TuneOptions:
 def _check(cfg: StudyConfig, opts: TuneOptions, data: Any | None) -> _Checked:
     if opts.workers < 1:
         raise UserError(f"--workers {opts.workers}: use 1 or more")
-    from tunelab.tune.execution.packs import parse_pack_size
+    from tunelab.tune.execution.packs import default_pack_size, parse_pack_size
 
-    pack_size = parse_pack_size(opts.pack_size)
-    if pack_size != 1 and opts.workers > 1:
-        raise UserError("--pack-size with --workers: use one or the other (a pack already fills the device)")
+    if opts.pack_size is None:
+        pack_size = default_pack_size(cfg.base.device, opts.workers)
+    else:
+        pack_size = parse_pack_size(opts.pack_size)
+        if pack_size != 1 and opts.workers > 1:
+            raise UserError("--pack-size with --workers: use one or the other (a pack already fills the device)")
     url = cfg.storage or default_storage(Path(opts.save_dir))
     shown = mask_url(url)
     cache = DataCache(data)
@@ -276,6 +279,7 @@ def _record(
         resumed=opts.resume,
         defaults=c.picked,
         budget=c.budget,
+        pack_size=c.pack_size,
     )
     family = space.family().label if not space.searches_family else None
     return PreparedStudy(

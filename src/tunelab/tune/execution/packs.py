@@ -26,7 +26,7 @@ from tunelab.results.attrs import TRIAL
 from tunelab.tune.execution.objective import Objective, TrialFailed, TrialRun, _free_memory
 from tunelab.tune.reporting.reads import SharedReads
 
-__all__ = ["AUTO_CAP", "members_that_fit", "parse_pack_size", "resolve_pack_size", "run_packs"]
+__all__ = ["AUTO_CAP", "default_pack_size", "members_that_fit", "parse_pack_size", "resolve_pack_size", "run_packs"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,15 @@ def parse_pack_size(value: str | int | None) -> int | str:
     elif str(value).strip().lower() == "auto":
         return "auto"
     raise UserError(f"--pack-size {value}: use auto or a whole number >= 1")
+
+
+def default_pack_size(device: str, workers: int) -> int | str:
+    """The pack size of a study that names none: ``auto`` when it trains on a CUDA device in one
+    process (small sequence models leave a GPU mostly idle), else 1 (a CPU gains nothing from
+    stacking, and worker processes already share the device)."""
+    from tunelab.train.device import resolve_device
+
+    return "auto" if workers == 1 and resolve_device(device).type == "cuda" else 1
 
 
 def members_that_fit(free_bytes: int, per_member_bytes: int, cap: int = AUTO_CAP) -> int:

@@ -66,6 +66,13 @@ class ConsoleReporter:
             c.print(f"  {info.n_enqueued} known configurations queued first", highlight=False, soft_wrap=True)
         if info.workers > 1:
             c.print(f"  {info.workers} worker processes", highlight=False, soft_wrap=True)
+        if info.pack_size != 1:
+            size = "as many as GPU memory holds" if info.pack_size == "auto" else f"up to {info.pack_size}"
+            c.print(
+                f"  packs: trials of one family and shapes train together, {size} (--pack-size 1: one at a time)",
+                highlight=False,
+                soft_wrap=True,
+            )
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

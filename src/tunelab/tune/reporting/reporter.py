@@ -46,6 +46,7 @@ class TuneStart:
     resumed: bool
     defaults: str = ""  # the data-aware defaults line (tunelab.budget)
     budget: str = ""  # "budget: 10 min (default; --timeout to change)"
+    pack_size: int | str = 1  # trials trained at once (tunelab.tune.execution.packs)
 
 
 @dataclass
