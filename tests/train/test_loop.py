@@ -168,7 +168,9 @@ def test_a_captured_single_trial_trains_as_its_eager_steps(family: str) -> None:
     splits = tiny_splits(n=50)  # batches of 16, 16, 16 and 2
     eager, eager_losses = _engine_run(cfg, splits, graphs=False)
     captured, losses = _engine_run(cfg, splits, graphs=True)
-    assert captured.graph_error is None and captured._graphs and not eager._graphs
+    assert captured.graph_error is None and not eager._graphs
+    # captured unless the model says its forward waits on the host (packed sequences)
+    assert bool(captured._graphs) == getattr(captured.model, "capturable", True)
     assert torch.allclose(losses, eager_losses, rtol=1e-4)
     for name, w in eager.model.state_dict().items():
         assert torch.allclose(captured.model.state_dict()[name], w, rtol=1e-3, atol=1e-5), name

@@ -89,6 +89,7 @@ class BiLSTMEnhanced(nn.Module):
         super().__init__()
         width = 2 * cfg.hidden_dim
         self.cfg = cfg
+        self.capturable = False  # packed sequences read the lengths on the host: no CUDA graph
         # the conv block and gated residuals need the input at the LSTM's width
         self.proj = nn.Linear(meta.channels, width) if cfg.temporal_conv or cfg.gated_residual else None
         self.conv = MaskedConv1d(width, width, cfg.conv_kernel) if cfg.temporal_conv else None

@@ -65,6 +65,7 @@ class RNNClassifier(nn.Module):
         self.pooling = cfg.pooling
         self.attn = AttentionPool(width) if cfg.pooling == "attention" else None
         self.bidirectional = cfg.bidirectional
+        self.capturable = not cfg.bidirectional  # packed sequences read the lengths on the host
         self.seq2seq = meta.task == "seq2seq"  # one output per step instead of one per sequence
         self.head = nn.Linear(width, meta.out_dim)
 

@@ -18,8 +18,9 @@ rounded up to a multiple of ``bucket_step``; padding is masked, so a bucket chan
 replayed; a batch of another size (the last, partial one) runs eagerly.  Capturing warms up on a
 side stream and then restores the weights, optimizer state, epoch sums and buffers, so it does not
 change training.  A step that cannot be captured (a forward that waits on the host, such as packed
-sequences; SGD, whose learning rate torch cannot read from the device) trains eagerly; a failed
-capture says why once, in a warning, and the engine stays eager.
+sequences, which a model says with ``capturable = False``; SGD, whose learning rate torch cannot
+read from the device) trains eagerly; a failed capture says why once, in a warning, and the engine
+stays eager.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class Engine:
         cfg = self.cfgs[0]
         seed_everything(cfg.seed)  # the model's init does not depend on how data was prepared
         self.model = build_model(cfg.model, self.meta).to(self.device)
+        self.graphs = self.graphs and getattr(self.model, "capturable", True)
         self.loss_fn: nn.Module = build_loss(cfg.loss, self.meta, self.train.y.cpu()).to(self.device)
         self.optimizer: Any = build_optimizer(self.model, self.tc, capturable=self.graphs)
         self.schedule: Any = LRSchedule(self.tc, self.steps_per_epoch)
