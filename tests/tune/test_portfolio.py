@@ -16,6 +16,7 @@ from tunelab.budget import DataSize
 from tunelab.cli import app
 from tunelab.config import pack_key
 from tunelab.results.attrs import STUDY, TRIAL
+from tunelab.train import BaseCallback
 from tunelab.tune import study_from_mapping, tune
 from tunelab.tune.execution.deadline import STOP_REASON
 from tunelab.tune.options import TuneOptions
@@ -142,6 +143,47 @@ def test_queued_trials_share_the_time_left_and_the_deadline_stops_the_rest(monke
     clock[0] = 181.0
     with pytest.raises(StopTraining, match=mod.STOP_REASON):
         cb.on_epoch_end(None, report)  # type: ignore[arg-type]
+
+
+class _Overrun(BaseCallback):
+    """The first epoch to end sleeps past the study's deadline (once)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.slept = seconds, False
+
+    def on_epoch_end(self, ctx: Any, report: Any) -> None:
+        if not self.slept:
+            self.slept = True
+            time.sleep(self.seconds)
+
+
+@pytest.mark.parametrize("overrun", [False, True])
+def test_the_groups_of_a_packed_batch_share_the_time_and_none_starts_after_it(
+    tmp_path: Path, splits: Any, overrun: bool
+) -> None:
+    """Two shape groups asked in one batch: the first stops at its share of the time ("time share"),
+    the second gets the rest ("study timeout"); a group still waiting when the time is up is not
+    trained (PRUNED, "not started")."""
+    from tunelab.tune.execution.packs import NOT_STARTED
+
+    base = {**TINY_BASE, "train": {**TINY_BASE["train"], "max_epochs": 100000, "early_stopping": {"patience": None}}}
+    space = {"model.hidden_dim": [4, 8], "train.lr": {"low": 1e-3, "high": 1e-2}}
+    cfg = study_from_mapping({"name": "g", "base": base, "space": space})
+    cfg = cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"timeout": 4.0})})
+    queued = [{"model.hidden_dim": w, "train.lr": lr} for w in (4, 8) for lr in (1e-3, 2e-3)]
+    callbacks = [_Overrun(5.0)] if overrun else []
+    result = tune(cfg, options(tmp_path, pack_size=4, enqueue=queued), data=splits, callbacks=callbacks)
+    trials = sorted(_load(tmp_path, result.study_name).trials, key=lambda t: t.number)[:4]
+    first, second = trials[:2], trials[2:]
+    assert {t.state for t in first} == {optuna.trial.TrialState.COMPLETE}
+    if overrun:
+        assert {t.user_attrs["stop_reason"] for t in first} == {STOP_REASON}
+        assert {t.state for t in second} == {optuna.trial.TrialState.PRUNED}
+        assert {t.user_attrs[TRIAL.REASON] for t in second} == {NOT_STARTED}
+    else:
+        assert {t.user_attrs["stop_reason"] for t in first} == {"time share"}
+        assert {t.state for t in second} == {optuna.trial.TrialState.COMPLETE}
+        assert {t.user_attrs["stop_reason"] for t in second} == {STOP_REASON}
 
 
 def test_portfolio_runs_known_good_configurations_first_then_packs_a_few_shape_groups(

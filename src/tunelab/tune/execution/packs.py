@@ -7,6 +7,12 @@ interrupted pack marks every unfinished member FAIL with reason "interrupted" be
 interrupt propagates.  Trials that share no pack key with another asked trial train alone, through
 the ordinary objective.  ``--pack-size auto`` asks for as many trials as the device has room for
 (measured per member); on CPU it is 1, the ordinary path.
+
+The groups of one batch share the study's time like queued trials do
+(:mod:`tunelab.tune.execution.deadline`): a group that starts while ``n`` others of its batch wait
+stops at its epoch end past ``1/(n+1)`` of the time left, so a short budget trains every group
+instead of spending it all on the first.  A group still waiting when the study's time is up is not
+trained: its trials end PRUNED with reason "not started: study timeout".
 """
 
 from __future__ import annotations
@@ -26,12 +32,33 @@ from tunelab.results.attrs import TRIAL
 from tunelab.tune.execution.objective import Objective, TrialFailed, TrialRun, _free_memory
 from tunelab.tune.reporting.reads import SharedReads
 
-__all__ = ["AUTO_CAP", "default_pack_size", "members_that_fit", "parse_pack_size", "resolve_pack_size", "run_packs"]
+__all__ = [
+    "AUTO_CAP",
+    "NOT_STARTED",
+    "Pending",
+    "default_pack_size",
+    "members_that_fit",
+    "parse_pack_size",
+    "resolve_pack_size",
+    "run_packs",
+]
 
 log = logging.getLogger(__name__)
 
 #: The most trials ``--pack-size auto`` asks for at once (the measured GRU speed-up flattens by here).
 AUTO_CAP = 256
+#: The reason of a trial asked in a batch whose group never started before the study's time ran out.
+NOT_STARTED = "not started: study timeout"
+
+
+class Pending:
+    """How many groups of the running batch wait to start (they share the time left, as queued
+    trials do: the study's :class:`~tunelab.tune.execution.deadline.StudyDeadline` counts them)."""
+
+    def __init__(self) -> None:
+        self.groups = 0
+
+
 #: Share of free device memory a pack may plan to use.
 MEMORY_SHARE = 0.7
 
@@ -133,16 +160,22 @@ def run_packs(
     timeout: float | None,
     after: After,
     device: str = "auto",
+    pending: Pending | None = None,
 ) -> None:
-    """Ask, pack, train and tell until ``n_trials`` are done, ``timeout`` passes or ``after`` says stop."""
+    """Ask, pack, train and tell until ``n_trials`` are done, ``timeout`` passes or ``after`` says
+    stop; ``pending`` is kept up to date with the batch's groups still to start."""
     ask_n = resolve_pack_size(pack_size, device)
     t_start = time.monotonic()
+
+    def expired() -> bool:
+        return timeout is not None and time.monotonic() - t_start >= timeout
+
     done = 0
     while n_trials is None or done < n_trials:
-        if timeout is not None and time.monotonic() - t_start >= timeout:
+        if expired():
             break
         k = ask_n if n_trials is None else min(ask_n, n_trials - done)
-        if _run_batch(study, objective, k, after):
+        if _run_batch(study, objective, k, after, expired, pending or Pending()):
             break
         done += k
 
@@ -178,7 +211,9 @@ class _Batch:
             self.open.pop(trial.number, None)
 
 
-def _run_batch(study: optuna.Study, objective: Objective, k: int, after: After) -> bool:
+def _run_batch(
+    study: optuna.Study, objective: Objective, k: int, after: After, expired: Callable[[], bool], pending: Pending
+) -> bool:
     """Ask ``k`` trials, train them in packs, tell each; True when ``after`` asked to stop."""
     batch = _Batch(study, after)
     begun: list[tuple[optuna.Trial, TrialRun]] = []
@@ -193,9 +228,15 @@ def _run_batch(study: optuna.Study, objective: Objective, k: int, after: After) 
             except TrialFailed:
                 batch.tell(trial, state=TrialState.FAIL)
         batch.flush()
-        for group in _groups(begun, objective.data.get):
-            members = [begun[i] for i in group]
-            if len(members) == 1:
+        groups = _groups(begun, objective.data.get)
+        for i, group in enumerate(groups):
+            members = [begun[j] for j in group]
+            pending.groups = len(groups) - i - 1
+            if expired():
+                for trial, _ in members:
+                    trial.set_user_attr(TRIAL.REASON, NOT_STARTED)
+                    batch.tell(trial, state=TrialState.PRUNED)
+            elif len(members) == 1:
                 _solo(batch, objective, *members[0])
             else:
                 _pack(batch, objective, members)
@@ -203,6 +244,8 @@ def _run_batch(study: optuna.Study, objective: Objective, k: int, after: After) 
     except BaseException:
         batch.fail_open()
         raise
+    finally:
+        pending.groups = 0
     return batch.stop
 
 

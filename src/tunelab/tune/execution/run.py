@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
+    from tunelab.tune.execution.packs import Pending
     from tunelab.tune.prepare import PreparedStudy
 
 __all__ = ["FailureGuard", "run_trials", "trial_context"]
@@ -80,13 +81,17 @@ def run_trials(
     tracking: Any = None,
 ) -> None:
     """Run the study's trials until its budget is spent (or ``guard`` stops it)."""
+    from tunelab.tune.execution.packs import Pending
+
     prune = True  # per-epoch reports also feed the plots; the "none" pruner never stops a trial
+    pending = Pending()  # a pack batch's groups still to start share the time left, as queued trials do
     if p.deadline is not None:  # running trials stop at their next epoch end past it
-        callbacks = [*callbacks, StudyDeadline(p.deadline, waiting=lambda: _waiting(p.study))]
+        callbacks = [*callbacks, StudyDeadline(p.deadline, waiting=lambda: _waiting(p.study) + pending.groups)]
     if p.opts.workers == 1:
         ctx = trial_context(p.study, p.journal, tracking)
+        timeout = remaining(p.deadline)
         _run_here(
-            p, callbacks=callbacks, prune=prune, ctx=ctx, timeout=remaining(p.deadline), rep=reporter, guard=guard
+            p, callbacks=callbacks, prune=prune, ctx=ctx, timeout=timeout, rep=reporter, guard=guard, pending=pending
         )
         return
     if tracking is not None:
@@ -125,8 +130,10 @@ def _run_here(
     timeout: float | None,
     rep: Reporter,
     guard: FailureGuard,
+    pending: Pending | None = None,
 ) -> None:
-    """Trials in this process: one at a time through ``study.optimize``, or in packs."""
+    """Trials in this process: one at a time through ``study.optimize``, or in packs (``pending``:
+    :class:`~tunelab.tune.execution.packs.Pending`, the batch's groups still to start)."""
     study, objectives, writer = p.study, p.objectives, p.writer
     objective = Objective(
         p.space, objectives, p.study_dir, data=p.cache, callbacks=callbacks, prune=prune, trial_context=ctx
@@ -144,7 +151,7 @@ def _run_here(
         from tunelab.tune.execution.packs import run_packs
 
         device = str(p.space.base.get("device", "auto"))
-        run_packs(study, objective, p.pack_size, p.n_trials, timeout, told, device=device)
+        run_packs(study, objective, p.pack_size, p.n_trials, timeout, told, device=device, pending=pending)
         return
 
     def after(study: optuna.Study, trial: FrozenTrial) -> None:
