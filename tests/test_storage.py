@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,75 @@ def test_cli_refuses_a_bad_or_unreachable_storage_in_one_line(tmp_path: Path, ur
         lines = [line for line in out.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and "storage" in lines[0] and "Traceback" not in out.stderr, out.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]  # nothing created
+
+
+def _journal_study(path: Path, sync_seconds: float) -> Any:
+    import optuna
+
+    from tunelab.storage import JournalFile
+
+    storage = optuna.storages.JournalStorage(JournalFile(str(path), sync_seconds=sync_seconds))
+    return optuna.create_study(study_name="j", storage=storage)
+
+
+def _read_back(path: Path) -> list[Any]:
+    """The trials as Optuna's own journal backend reads the file (a fresh reader)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return optuna.load_study(study_name="j", storage=storage).get_trials(deepcopy=False)
+
+
+@pytest.mark.parametrize(("sync_seconds", "synced"), [(3600.0, 1), (0.0, 8)])
+def test_a_journal_file_is_synced_when_a_trial_ends_and_after_sync_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync_seconds: float, synced: int
+) -> None:
+    """Optuna's file backend fsyncs every value; JournalFile syncs the write that finishes a trial
+    (and all before it), and otherwise the first write ``sync_seconds`` after the last sync."""
+    study = _journal_study(tmp_path / "s.log", sync_seconds)
+    fsyncs: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: fsyncs.append(fd) or real(fd))
+    trial = study.ask()  # 8 writes from here, the last one the tell
+    trial.suggest_float("x", 0.0, 1.0)
+    for step in range(1, 5):
+        trial.report(step / 10, step)
+    trial.set_user_attr("note", "kept")
+    study.tell(trial, 0.5)
+    assert len(fsyncs) == synced
+    (t,) = _read_back(tmp_path / "s.log")
+    assert t.state.name == "COMPLETE" and t.value == 0.5 and t.user_attrs == {"note": "kept"}
+    assert t.intermediate_values == {1: 0.1, 2: 0.2, 3: 0.3, 4: 0.4} and "x" in t.params
+
+
+_KILLED_AFTER_TELL = """
+import os, signal, sys
+import optuna
+from tunelab.storage import make_storage
+study = optuna.create_study(study_name="j", storage=make_storage(sys.argv[1]))
+done = study.ask()
+done.report(0.25, 1)
+study.tell(done, 1.0)
+running = study.ask()
+running.report(0.5, 1)  # not synced: written, then the process dies
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_process_loses_no_journal_write(tmp_path: Path) -> None:
+    """What is written but not yet fsynced is in the file: a SIGKILL right after loses nothing."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import env
+
+    log = tmp_path / "k.log"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_TELL, f"journal:///{log}"], env=env(), capture_output=True, timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    done, running = _read_back(log)
+    assert (done.state.name, done.value, done.intermediate_values) == ("COMPLETE", 1.0, {1: 0.25})
+    assert (running.state.name, running.intermediate_values) == ("RUNNING", {1: 0.5})

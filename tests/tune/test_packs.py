@@ -3,6 +3,7 @@ the same values as solo trials, members pruned alone, nothing left RUNNING after
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from tests.reliability.common import invoke_main
-from tests.tune.conftest import options, tiny_study
+from tests.tune.conftest import TINY_BASE, options, tiny_study
 from tunelab.config import ExperimentConfig
 from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
@@ -204,3 +205,103 @@ def test_members_share_reads_and_prune_as_alone(tmp_path: Path, make: Any) -> No
     assert runs["every_epoch"][0] == alone and runs["once"][0] == alone  # the same decisions, in order
     assert runs["every_epoch"][1] <= 6 < reads_alone  # at most one read of the study per epoch
     assert runs["once"][1] == 1  # the members' own writes keep the one read current
+
+
+def _trials_of(name: str, url: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials read by a fresh Optuna storage (a journal file through Optuna's own backend)."""
+    if url.startswith("journal:///"):
+        backend = optuna.storages.journal.JournalFileBackend(url.removeprefix("journal://"))
+        return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(backend)).trials
+    return optuna.load_study(study_name=name, storage=url).trials
+
+
+_KILL_AFTER_FIRST_MEMBER = """
+import json, os, signal, sys
+from tunelab.train import BaseCallback
+from tunelab.tune import TuneOptions, study_from_mapping, tune
+
+class KillAtEpoch2(BaseCallback):  # epoch 2 of the member still training: the other finished at 1
+    def on_epoch_end(self, ctx, report):
+        if report.epoch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+spec, save_dir = json.loads(sys.argv[1]), sys.argv[2]
+enqueue = [{"train.max_epochs": 1}, {"train.max_epochs": 3}]
+opts = TuneOptions(save_dir=save_dir, study_name="k", report=False, reference=False, pack_size=2, enqueue=enqueue)
+tune(study_from_mapping(spec), opts, callbacks=[KillAtEpoch2()])
+"""
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_a_member_is_told_when_it_finishes_and_a_kill_right_after_keeps_it(tmp_path: Path, storage: str) -> None:
+    """A pack of two: the member of one epoch is told (checkpoint first) while the other trains;
+    the process is SIGKILLed at the other's next epoch: the finished one is COMPLETE with its files."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from tests.reliability.common import TINY_BASE, check_artifacts, env
+    from tunelab.results.io import load_checkpoint
+
+    url = f"journal:///{tmp_path / 'study.log'}" if storage == "journal" else None
+    spec = {
+        "name": "k",
+        "base": TINY_BASE,
+        "space": {**LR_ONLY, "train.max_epochs": [1, 3]},
+        "pruner": {"name": "none"},
+        "budget": {"n_trials": 2},
+        "storage": url,
+    }
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_AFTER_FIRST_MEMBER, json.dumps(spec), str(runs)],
+        env=env(),
+        capture_output=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-3000:]
+    done, running = _trials_of("k", url or f"sqlite:///{runs / 'tunelab.db'}")
+    assert (done.params["train.max_epochs"], done.state.name) == (1, "COMPLETE")
+    assert done.value is not None and done.user_attrs[TRIAL.EPOCHS] == 1
+    run_dir = runs / "k" / done.user_attrs[TRIAL.RUN_DIR]
+    assert load_checkpoint(run_dir / "best_model.pt") and (run_dir / "summary.json").is_file()
+    assert (running.params["train.max_epochs"], running.state.name) == (3, "RUNNING")
+    check_artifacts(runs / "k")  # nothing half-written
+
+
+def _packed_study(tmp_path: Path, splits: Any, name: str) -> list[optuna.trial.FrozenTrial]:
+    """Six trials in packs of three on a journal file, a median pruner that prunes in the second."""
+    study = tiny_study(
+        space=LR_ONLY,
+        budget={"n_trials": 6},
+        base={**TINY_BASE, "train": {**TINY_BASE["train"], "max_epochs": 4}},
+        pruner={"name": "median", "options": {"n_startup_trials": 1, "n_warmup_steps": 0}},
+        storage=f"journal:///{tmp_path / name}.log",
+    )
+    result = tune(study, options(tmp_path, pack_size=3, study_name=name), data=splits)
+    trials = _trials_of(name, f"journal:///{tmp_path / name}.log")
+    for t in trials:  # what analysis reads: a value per epoch run, the epoch's own metric
+        lines = (result.study_dir / t.user_attrs[TRIAL.RUN_DIR] / "metrics.jsonl").read_text().splitlines()
+        assert t.intermediate_values == {r["epoch"]: r["val_f1"] for r in map(json.loads, lines)}
+    return trials
+
+
+def test_fewer_journal_syncs_change_no_pruning_decision(
+    tmp_path: Path, splits: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same seeded study on tunelab's journal file and on Optuna's own backend (an fsync per
+    value): the same trials pruned at the same epochs, the same values stored."""
+    import importlib
+
+    fast = _packed_study(tmp_path, splits, "fast")
+    monkeypatch.setattr(
+        importlib.import_module("tunelab.storage"), "JournalFile", optuna.storages.journal.JournalFileBackend
+    )
+    plain = _packed_study(tmp_path, splits, "plain")
+
+    def outcome(trials: list[optuna.trial.FrozenTrial]) -> list[Any]:
+        return [(t.state.name, t.value, t.intermediate_values, t.user_attrs.get(TRIAL.PRUNED_EPOCH)) for t in trials]
+
+    assert "PRUNED" in {t.state.name for t in fast}  # the scenario prunes someone
+    assert outcome(fast) == outcome(plain)

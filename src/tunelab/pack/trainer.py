@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ def fit_pack(
     graphs: bool = True,
     compile: bool = False,
     tf32: bool = False,
+    on_result: Callable[[int, RunResult], None] | None = None,
 ) -> list[RunResult]:
     """Train K configs that share :func:`pack_group_key` as one pack; one ``RunResult`` each.
 
@@ -96,6 +97,8 @@ def fit_pack(
     members are masked out; when fewer than ``compact_below`` of the pack's slots are still
     training, the pack is compacted to the live members.  ``run_dirs[k]`` (optional) gets member
     k's config, metrics.jsonl, best checkpoint and summary, as a solo run's directory.
+    ``on_result(k, result)`` is called when member k finishes, its directory complete, while the
+    others may still train (a study tells its trial there).
 
     A pack of one is the ordinary run (:func:`make_engine`): ``fit_pack([cfg])`` and ``fit(cfg)``
     train the same model through the same loop.  Results come in the order of ``cfgs``; each one's ``model`` is an ordinary single model with
@@ -134,6 +137,7 @@ def fit_pack(
         flush_seconds=PACK_FLUSH_SECONDS,
         compact_below=compact_below,
         t_start=t_start,
+        on_result=on_result,
     )
 
 

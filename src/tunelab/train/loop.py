@@ -2,16 +2,17 @@
 stacked pack of K), each member's epoch recorded by its :class:`~tunelab.train.member.Member`.
 
 Members stop alone (early stopping, their own max_epochs, a callback, divergence): a stopped
-member is masked out of the step (learning rate 0) and its best weights, kept on the device all
-along, are handed to it once.  When fewer than ``compact_below`` of the slots are still training,
-the engine is compacted to the live members.
+member is masked out of the step (learning rate 0), its best weights, kept on the device all
+along, are handed to it once, and its result is made there and then (its checkpoint written), so
+a caller can record a finished member while the others train.  When fewer than ``compact_below``
+of the slots are still training, the engine is compacted to the live members.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def fit_engine(
     flush_seconds: float = 0.0,
     compact_below: float = 0.5,
     t_start: float | None = None,
+    on_result: Callable[[int, RunResult], None] | None = None,
 ) -> list[RunResult]:
     """Train ``engine``'s members to their ends; one ``RunResult`` per member, in order.
 
@@ -45,7 +47,8 @@ def fit_engine(
     ``callbacks[k]``, ``run_dirs[k]`` (written as a solo run's directory; metrics lines buffered
     for ``flush_seconds``) and ``infos[k]`` (its ``FitContext.info`` and ``result.extra``).  A
     member that failed (diverged, pruned, a callback's error) has the exception in
-    ``result.extra["exception"]``."""
+    ``result.extra["exception"]``.  ``on_result(k, result)`` is called as soon as member k has
+    finished, its run directory complete, while the others may still train."""
     t_start = time.perf_counter() if t_start is None else t_start
     train, val, test = splits
     cfgs: list[ExperimentConfig] = engine.cfgs
@@ -55,12 +58,26 @@ def fit_engine(
         )
         for i, cfg in enumerate(cfgs)
     ]
-    _train(engine, members, val, compact_below, t_start)
-    return [m.result(val, test, train.y) for m in members]
+    results: dict[int, RunResult] = {}
+
+    def finish(i: int) -> None:
+        results[i] = members[i].result(val, test, train.y)
+        if on_result is not None:
+            on_result(i, results[i])
+
+    _train(engine, members, val, compact_below, t_start, finish)
+    return [results[i] for i in range(len(members))]
 
 
-def _train(engine: Engine, members: list[Member], val: Any, compact_below: float, t_start: float) -> None:
-    """Epochs until every member has stopped."""
+def _train(
+    engine: Engine,
+    members: list[Member],
+    val: Any,
+    compact_below: float,
+    t_start: float,
+    finish: Callable[[int], None],
+) -> None:
+    """Epochs until every member has stopped; ``finish(i)`` for each member once it has."""
     slots = list(range(len(members)))  # slot s of the engine holds member slots[s]
     handed: set[int] = set()  # members whose best weights were handed over
     for epoch in range(1, max(m.cfg.train.max_epochs for m in members) + 1):
@@ -86,6 +103,8 @@ def _train(engine: Engine, members: list[Member], val: Any, compact_below: float
             handed.add(slots[s])
         if stopped:
             engine.live[torch.tensor(stopped, device=engine.device)] = False
+        for s in stopped:
+            finish(slots[s])
         live = [s for s, i in enumerate(slots) if i not in handed]
         if not live:
             break

@@ -332,10 +332,11 @@ class Objective:
 
     @staticmethod
     def _record(trial: optuna.Trial, result: RunResult) -> None:
+        """The finished run's facts; ``n_params`` was recorded when the run started (by
+        :class:`TrialCallback`), and each attribute is a storage write."""
         m = result.metrics
         trial.set_user_attr(TRIAL.EPOCHS, result.epochs)
         trial.set_user_attr(TRIAL.BEST_EPOCH, result.best_epoch)
-        trial.set_user_attr(TRIAL.N_PARAMS, result.n_params)
         for key, name in ((TRIAL.TRAIN_LOSS, "train_loss"), (TRIAL.VAL_LOSS, "val_loss"), (TRIAL.GAP, "gap")):
             if name in m and math.isfinite(m[name]):
                 trial.set_user_attr(key, m[name])

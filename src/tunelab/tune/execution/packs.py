@@ -2,9 +2,9 @@
 as one stacked computation (:func:`tunelab.pack.fit_pack`), tell each trial its own outcome.
 
 Each member reports to its own trial every epoch, so the pruner stops members alone; a finished
-member records exactly what a solo trial records (attributes, run directory, checkpoint), and an
-interrupted pack marks every unfinished member FAIL with reason "interrupted" before the
-interrupt propagates.  Trials that share no pack key with another asked trial train alone, through
+member records exactly what a solo trial records (attributes, run directory, checkpoint) and is
+told as soon as it finishes, while the rest of its pack trains; an interrupted pack marks every
+unfinished member FAIL with reason "interrupted" before the interrupt propagates.  Trials that share no pack key with another asked trial train alone, through
 the ordinary objective.  ``--pack-size auto`` asks for as many trials as the device has room for
 (measured per member); on CPU it is 1, the ordinary path.
 
@@ -22,7 +22,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -31,6 +31,9 @@ from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
 from tunelab.tune.execution.objective import Objective, TrialFailed, TrialRun, _free_memory
 from tunelab.tune.reporting.reads import SharedReads
+
+if TYPE_CHECKING:
+    from tunelab.train.result import RunResult
 
 __all__ = [
     "AUTO_CAP",
@@ -285,8 +288,6 @@ def _solo(batch: _Batch, objective: Objective, trial: optuna.Trial, run: TrialRu
 
 
 def _pack(batch: _Batch, objective: Objective, members: list[tuple[optuna.Trial, TrialRun]]) -> None:
-    from tunelab.pack import fit_pack
-
     data = objective.data.get(members[0][1].cfg)
     size = max(2, _measured_fit(members[0][1].cfg, data)) if len(members) > 2 else len(members)
     for start in range(0, len(members), size):
@@ -294,26 +295,58 @@ def _pack(batch: _Batch, objective: Objective, members: list[tuple[optuna.Trial,
         if len(chunk) == 1:
             _solo(batch, objective, *chunk[0])
             continue
-        results: list[Any] = [None] * len(chunk)
-        error: BaseException | None = None
-        try:
-            with ExitStack() as stack:
-                per_member = []
-                reads = SharedReads(batch.study)
-                for trial, run in chunk:
-                    run.follow.pruning = reads
-                    extra = stack.enter_context(objective.context(trial, run.params))
-                    per_member.append(objective.fit_callbacks(run, extra))
-                results = fit_pack(
-                    [run.cfg for _, run in chunk], data, per_member, run_dirs=[run.run_dir for _, run in chunk]
-                )
-        except BaseException as exc:  # noqa: BLE001  (the whole pack failed: each member is told)
-            error = exc
-        log.info("pack of %d trials: %s", len(chunk), ", ".join(str(t.number) for t, _ in chunk))
-        for (trial, run), result in zip(chunk, results, strict=True):
-            trial.set_user_attr(TRIAL.PACK_SIZE, len(chunk))
-            own = error if error is not None else result.extra.pop("exception", None)
-            _tell_outcome(batch, objective, trial, run, None if own is not None else result, own, free=False)
-        del results
+        _train_chunk(batch, objective, chunk, data)
         _free_memory()  # once per pack, not per member: a full gc.collect() costs ~0.3 s
         batch.flush()
+
+
+def _train_chunk(batch: _Batch, objective: Objective, chunk: list[tuple[optuna.Trial, TrialRun]], data: Any) -> None:
+    """Train ``chunk`` as one pack.  Each member is told as soon as it finishes, its checkpoint
+    written and its context (heartbeat, tracker run) closed, as a solo trial is: a kill while
+    the others train loses no finished member.  Members still training when the pack fails (an
+    interrupt, an error of the whole pack) are told that failure."""
+    from tunelab.pack import fit_pack
+
+    log.info("pack of %d trials: %s", len(chunk), ", ".join(str(t.number) for t, _ in chunk))
+    told: set[int] = set()
+    error: BaseException | None = None
+    try:
+        with ExitStack() as stack:
+            contexts = [stack.enter_context(ExitStack()) for _ in chunk]
+            per_member = []
+            reads = SharedReads(batch.study)
+            for (trial, run), context in zip(chunk, contexts, strict=True):
+                run.follow.pruning = reads
+                extra = context.enter_context(objective.context(trial, run.params))
+                per_member.append(objective.fit_callbacks(run, extra))
+
+            def finished(i: int, result: RunResult) -> None:
+                contexts[i].close()
+                told.add(i)
+                _tell_member(batch, objective, chunk[i], len(chunk), result.extra.pop("exception", None), result)
+
+            fit_pack(
+                [run.cfg for _, run in chunk],
+                data,
+                per_member,
+                run_dirs=[run.run_dir for _, run in chunk],
+                on_result=finished,
+            )
+    except BaseException as exc:  # noqa: BLE001  (the pack failed: each member still training is told)
+        error = exc
+    for i, member in enumerate(chunk):
+        if i not in told:
+            _tell_member(batch, objective, member, len(chunk), error, None)
+
+
+def _tell_member(
+    batch: _Batch,
+    objective: Objective,
+    member: tuple[optuna.Trial, TrialRun],
+    pack_size: int,
+    exc: BaseException | None,
+    result: RunResult | None,
+) -> None:
+    trial, run = member
+    trial.set_user_attr(TRIAL.PACK_SIZE, pack_size)
+    _tell_outcome(batch, objective, trial, run, None if exc is not None else result, exc, free=False)
