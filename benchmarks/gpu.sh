@@ -14,8 +14,8 @@
 #       the "tunelab engine" and "pack K=1 graphs" rows of throughput-gru and throughput-conv;
 #   GRU pack K=512, best variant: the K=512 rows of throughput-gru (graphs, compile);
 #   the 100-trial study, packed vs one at a time: pack-study;   `pytest -m gpu`: gpu-tests.
-# Then the TSC accuracy benchmark (issue 16) with what is left of the budget, when aeon imports
-# (its wheel ships the datasets and MiniRocket's reference; carry it in .wheels to have it there).
+# Then the TSC accuracy benchmark (issue 16) with what is left of the budget, when there is data:
+# the staged .tsc-data.tgz (below) or aeon's wheel, which ships a few datasets.
 # QUICK=1 DEVICE=cpu runs the same steps, tiny, on a CPU: the script's own smoke test (a few minutes).
 # The TSC data travels staged, not as wheels (data is never committed):
 #   here:   python benchmarks/tsc.py --stage-only && tar -czf .tsc-data.tgz -C benchmarks/out/tsc data
@@ -23,8 +23,8 @@
 #   there:  tar -xzf .tsc-data.tgz -C /tmp && timeout 540 python benchmarks/tsc.py --data-root /tmp/data \
 #               --budget 60 --device cuda --out /tmp/tsc --append; cp /tmp/tsc/tsc.json "$OUT"
 #           (--out off $OUT: it stages a copy of the data; a few datasets a call with --datasets)
-# The study's MiniRocket reference needs aeon, whose llvmlite wheel alone is 56 MB (over the carry
-# limit with the rest), so a device run without aeon has only the published MiniRocket_pub column.
+# The study's MiniRocket reference is tunelab's own (torch, on the study's GPU), so the MiniRocket
+# column is measured in the same run; aeon (its llvmlite wheel alone is 56 MB) is not needed there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # the project's venv where there is one (the CPU smoke test here), else the image's python3 (the device)
@@ -110,11 +110,15 @@ run)
     # CUDA graphs and TF32 against eager fp32: parameters after 4 steps, losses over the epochs
     step check "${LIMITS[4]}" $PY benchmarks/throughput.py --device "$DEVICE" --skip-vowels --skip-gesture \
         --check "${CHECK[@]}"
-    # issue 16: the default study vs MiniRocket on aeon's shipped datasets, in what is left of BUDGET
-    if $PY -c "import aeon" 2>/dev/null; then
+    # issue 16: the default study vs MiniRocket (its reference, fitted in the same run) on the staged
+    # data or aeon's shipped datasets, in what is left of BUDGET
+    if [ -f .tsc-data.tgz ] && mkdir -p /tmp/tsc-root && tar -xzf .tsc-data.tgz -C /tmp/tsc-root; then
+        TSC+=(--data-root /tmp/tsc-root/data)
+    fi
+    if [[ " ${TSC[*]} " == *" --data-root "* ]] || $PY -c "import aeon" 2>/dev/null; then
         step tsc "${LIMITS[5]}" $PY benchmarks/tsc.py --device "$DEVICE" --out "$OUT/tsc" "${TSC[@]}"
     else
-        echo "=== tsc: skipped, aeon is not importable here"
+        echo "=== tsc: skipped, no data here: carry .tsc-data.tgz (see above) or install aeon"
     fi
     cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
     # one archive of every log, JSON and profile: only a few files come back from a device run
