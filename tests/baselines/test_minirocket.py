@@ -114,7 +114,6 @@ def test_japanese_vowels_is_fast_and_accurate() -> None:
     assert result.n_features == 9996 and result.metrics["test_acc"] > 0.95  # 9 classes
 
 
-@pytest.mark.slow
 def test_japanese_vowels_accuracy_is_aeons() -> None:
     """Within a point of aeon's MiniRocket + scikit-learn's ridge on the same split (seeds 0-2:
     the random series the biases come from differ between the two)."""
