@@ -85,7 +85,7 @@ def _blocks(x: Tensor, mean: Tensor, scale: Tensor, dim: int) -> Iterator[tuple[
 
 
 def _gram(x: Tensor, mean: Tensor, scale: Tensor, y: Tensor, alphas: Tensor) -> tuple[Tensor, Tensor]:
-    """n <= p: per alpha the mean squared LOO error, and the scaled coefficients at the best alpha."""
+    """n <= p: per alpha the mean squared LOO error ``[A]`` and the coefficients ``[A, p, k]`` (scaled features)."""
     n = x.shape[0]
     gram = torch.zeros(n, n, dtype=torch.float64, device=x.device)
     for _, b in _blocks(x, mean, scale, 1):
@@ -98,14 +98,12 @@ def _gram(x: Tensor, mean: Tensor, scale: Tensor, y: Tensor, alphas: Tensor) -> 
     diag = d_inv @ (q.square()).T  # [A, n]: diag(G^-1)
     diag = diag - c[:, :, -1] / n  # the intercept's correction
     looe = c[:, :, :-1] / diag[:, :, None]
-    errors = looe.square().mean((1, 2))
-    best = int(errors.argmin())
-    coef = torch.cat([b.T @ c[best, :, :-1] for _, b in _blocks(x, mean, scale, 1)])
-    return errors, coef
+    coef = torch.cat([b.T @ c[:, :, :-1] for _, b in _blocks(x, mean, scale, 1)], 1)  # X' G^-1 y
+    return looe.square().mean((1, 2)), coef
 
 
 def _covariance(x: Tensor, mean: Tensor, scale: Tensor, y: Tensor, alphas: Tensor) -> tuple[Tensor, Tensor]:
-    """n > p: per alpha the mean squared LOO error, and the scaled coefficients at the best alpha."""
+    """n > p: per alpha the mean squared LOO error ``[A]`` and the coefficients ``[A, p, k]`` (scaled features)."""
     n, p = x.shape
     cov = torch.zeros(p, p, dtype=torch.float64, device=x.device)
     xt_y = torch.zeros(p, y.shape[1] + 1, dtype=torch.float64, device=x.device)
@@ -125,9 +123,7 @@ def _covariance(x: Tensor, mean: Tensor, scale: Tensor, y: Tensor, alphas: Tenso
         alpha_c = targets[part, :-1][None] - fitted[:, :, :-1]
         alpha_d = 1 - d_inv @ xv.square().T - (1 - fitted[:, :, -1]) / n  # [A, m]
         sq += (alpha_c / alpha_d[:, :, None]).square().sum((1, 2))
-    errors = sq / (n * y.shape[1])
-    best = int(errors.argmin())
-    return errors, v @ (d_inv[best, :, None] * proj[:, :-1])
+    return sq / (n * y.shape[1]), v @ (d_inv[:, :, None] * proj[None, :, :-1])  # H^-1 X' y
 
 
 def fit_ridge(x: Tensor, y: Tensor, alphas: tuple[float, ...] = ALPHAS, classes: Tensor | None = None) -> RidgeFit:
@@ -138,9 +134,10 @@ def fit_ridge(x: Tensor, y: Tensor, alphas: tuple[float, ...] = ALPHAS, classes:
     y_mean = y2.mean(0)
     grid = torch.tensor(alphas, dtype=torch.float64, device=x.device)
     solve = _gram if x.shape[0] <= x.shape[1] else _covariance
-    errors, coef = solve(x, mean, scale, y2 - y_mean, grid)
-    coef = coef / scale[:, None]
-    return RidgeFit(coef, y_mean - mean @ coef, alphas[int(errors.argmin())], classes)
+    errors, coefs = solve(x, mean, scale, y2 - y_mean, grid)
+    best = int(errors.argmin())  # the first of equal errors, as scikit-learn keeps
+    coef = coefs[best] / scale[:, None]
+    return RidgeFit(coef, y_mean - mean @ coef, alphas[best], classes)
 
 
 def fit_ridge_classifier(x: Tensor, labels: Tensor, alphas: tuple[float, ...] = ALPHAS) -> RidgeFit:
