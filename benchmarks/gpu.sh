@@ -19,8 +19,8 @@
 #   GRU pack K=512, best variant: the K=512 rows of throughput-gru (graphs, compile);
 #   the 100-trial study, packed vs one at a time: pack-study;   `pytest -m gpu`: gpu-tests.
 # `tsc`, issue 16: the default study (no flags but --timeout) on the 29 staged UCR/UEA datasets,
-#   10 studies at once (each packs its trials), MiniRocket fitted in each study (torch, on the GPU),
-#   ensembles; no study starts that could not finish within the budget.
+#   10 studies at once (each packs its trials), MiniRocket fitted in each study (tunelab's own, torch,
+#   on the GPU: no aeon there), ensembles; no study starts that could not finish within the budget.
 # QUICK=1 DEVICE=cpu runs the same steps, tiny, on a CPU: the script's own smoke test (a few minutes).
 set -uo pipefail
 cd "$(dirname "$0")/.."

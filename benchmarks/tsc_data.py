@@ -4,7 +4,7 @@ Sources, tried in this order for a dataset NAME (the first that has it wins):
 
 1. ``--data-root DIR``: any folder of ``DIR/NAME/NAME_TRAIN.ts`` + ``NAME_TEST.ts`` (e.g. the UCR/UEA
    archive unpacked, or a folder staged by ``tsc.py --stage-only`` on another machine);
-2. aeon's wheel (``pip install 'tunelab[baselines]'``): ``aeon/datasets/data/NAME/NAME_TRAIN.ts``,
+2. aeon's wheel (``pip install aeon``): ``aeon/datasets/data/NAME/NAME_TRAIN.ts``,
    the archive's .ts files with their official train/test split;
 3. a wheel in the wheel folder (``--wheels``, default ``benchmarks/out/wheels``, git-ignored) whose
    files include ``NAME_TRAIN.tsv`` in the UCR 2018 archive's format (label, then the values, tab

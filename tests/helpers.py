@@ -44,8 +44,9 @@ def tiny_splits(n: int = 96, seed: int = 0, **kw: int) -> TinySplits:
 
 @pytest.fixture(autouse=True)
 def no_study_reference(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Studies fit no MiniRocket reference (aeon's numba kernels take seconds to load) except in
-    tests marked ``reference``; a conftest imports this fixture to switch it on for its folder."""
+    """Studies fit no MiniRocket reference (most study tests do not check it, and it costs a fit per
+    study) except in tests marked ``reference``; a conftest imports this fixture to switch it on for
+    its folder."""
     if request.node.get_closest_marker("reference") is None:
         from tunelab.baselines import reference
 

@@ -147,6 +147,11 @@ def _data_key(cfg: Any) -> str:
     return data_key(cfg.data, cfg.seed)
 
 
+def _device(device: str, cfg: Any) -> str:
+    """The device the members and MiniRocket run on: ``device``, or the first member's when ``auto``."""
+    return device if device != "auto" else cfg.device
+
+
 def _member_logits(checkpoints: list[Path], device: str) -> tuple[Any, list[dict[str, Tensor]], list[float], list[Any]]:
     """Prepared splits (once), each member's val/test outputs and temperature, and their configs."""
     from tunelab.config import validate_config
@@ -169,7 +174,7 @@ def _member_logits(checkpoints: list[Path], device: str) -> tuple[Any, list[dict
         raise UserError(
             f"{splits.meta.name}: ensembles average class probabilities; the data's task is {splits.meta.task}"
         )
-    dev = resolve_device(device if device != "auto" else cfgs[0].device)
+    dev = resolve_device(_device(device, cfgs[0]))
     outputs, temps = [], []
     for (state, _, extra), cfg in zip(loaded, cfgs, strict=True):
         model = build_model(cfg.model, splits.meta)
@@ -186,12 +191,13 @@ def _member_logits(checkpoints: list[Path], device: str) -> tuple[Any, list[dict
     return splits, outputs, temps, cfgs
 
 
-def _reference_logits(splits: Any, seed: int) -> tuple[dict[str, Tensor], float]:
-    """MiniRocket's ridge decision values on val/test as logits, and the temperature fitted on val."""
+def _reference_logits(splits: Any, seed: int, device: str) -> tuple[dict[str, Tensor], float]:
+    """MiniRocket's ridge decision values on val/test as logits (fitted on ``device``), and the
+    temperature fitted on val."""
     from tunelab.baselines.minirocket import fit_minirocket
     from tunelab.train.metrics import fit_temperature
 
-    fit = fit_minirocket(splits, seed=seed, keep_decisions=True)
+    fit = fit_minirocket(splits, seed=seed, keep_decisions=True, device=device)
     logits = fit.extra["decisions"]
     t = fit_temperature(logits["val"], splits.val.y) if "val" in logits else 1.0
     return logits, t
@@ -226,7 +232,7 @@ def build_ensemble(
     for m, t in zip(members, temps, strict=True):
         m["temperature"] = t
     if with_reference:
-        ref_logits, ref_t = _reference_logits(splits, cfgs[0].seed)
+        ref_logits, ref_t = _reference_logits(splits, cfgs[0].seed, _device(device, cfgs[0]))
         outputs.append(ref_logits)
         temps.append(ref_t)
         members.append({"trial": None, "name": REFERENCE_MEMBER, "temperature": ref_t, "seed": cfgs[0].seed})
@@ -297,7 +303,7 @@ def evaluate_ensemble(path: str | Path, device: str = "auto") -> dict[str, float
     deep = [m for m in manifest["members"] if m.get("trial") is not None]
     splits, outputs, temps, cfgs = _member_logits([folder / m["checkpoint"] for m in deep], device)
     if any(m.get("trial") is None for m in manifest["members"]):
-        ref_logits, ref_t = _reference_logits(splits, cfgs[0].seed)
+        ref_logits, ref_t = _reference_logits(splits, cfgs[0].seed, _device(device, cfgs[0]))
         outputs.append(ref_logits)
         temps.append(ref_t)
     metrics, _ = _combine(splits, outputs, temps)

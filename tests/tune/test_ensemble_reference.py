@@ -18,7 +18,6 @@ TINY = TINY_CLI
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    pytest.importorskip("aeon")
     from tunelab.baselines import reference
 
     tmp = tmp_path_factory.mktemp("study")
@@ -82,3 +81,15 @@ def test_an_ensemble_averages_its_members_calibrated_probabilities(study: tuple[
     assert ev.exit_code == 0, ev.output
     assert json.loads(ev.output)["test_acc"] == pytest.approx(manifest["metrics"]["test_acc"])
     assert json.loads((sdir / "study_results.json").read_text())["ensemble"]["members"] == [m["trial"] for m in members]
+
+
+@pytest.mark.reference
+def test_an_ensemble_with_the_reference_refits_it_the_same_to_evaluate(study: tuple[Path, str]) -> None:
+    sdir, _ = study
+    out = CliRunner().invoke(app, ["ensemble", str(sdir), "--top-k", "1", "--with-reference"])
+    assert out.exit_code == 0, out.output
+    manifest = json.loads((sdir / "ensemble" / "ensemble.json").read_text())
+    assert [(m["trial"] is None, m.get("name")) for m in manifest["members"]][-1] == (True, "MiniRocket")
+    ev = CliRunner().invoke(app, ["evaluate", str(sdir / "ensemble"), "--json"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.output)["test_acc"] == pytest.approx(manifest["metrics"]["test_acc"])

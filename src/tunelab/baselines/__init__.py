@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tunelab.baselines.minirocket import HINT, ReferenceResult, fit_minirocket, minirocket_available, reference_row
+from tunelab.baselines.minirocket import ReferenceResult, fit_minirocket, minirocket_available, reference_row
 
-__all__ = ["HINT", "ReferenceResult", "fit_minirocket", "minirocket_available", "reference_row"]
+__all__ = ["ReferenceResult", "fit_minirocket", "minirocket_available", "reference_row"]

@@ -1,8 +1,6 @@
 """The study's reference: MiniRocket fitted once on a classification study's split, kept as a study
 user attribute (``STUDY.REFERENCE``) and in ``study_results.json``, and compared with the best
 trial (and a saved ensemble) in the console summary and at the top of report.html.
-
-Only :func:`fit_study_reference` needs aeon; the rest is plain data and imports nothing optional.
 """
 
 from __future__ import annotations
@@ -15,31 +13,29 @@ __all__ = ["ENABLED", "REFERENCE_METRICS", "comparison_lines", "fit_study_refere
 
 log = logging.getLogger(__name__)
 
-#: False turns the reference off for every study in this process (the test suite does, to stay
-#: fast: aeon's numba kernels take seconds to load).  ``tunelab tune --no-reference`` turns it off
-#: for one study.
+#: False turns the reference off for every study in this process (the test suite does, for the
+#: study tests that do not look at it).  ``tunelab tune --no-reference`` turns it off for one study.
 ENABLED = True
 
 #: What a study keeps of the reference fit.
 REFERENCE_METRICS = ("val_acc", "val_f1", "test_acc", "test_f1")
 
 
-def fit_study_reference(splits: Any, *, seed: int = 0, n_kernels: int = 10_000) -> dict[str, Any] | None:
-    """The reference record for a study on ``splits`` (a prepared ``Splits``), or None.
+def fit_study_reference(
+    splits: Any, *, seed: int = 0, n_kernels: int = 10_000, device: str | None = None
+) -> dict[str, Any] | None:
+    """The reference record for a study on ``splits`` (a prepared ``Splits``) fitted on ``device``
+    (the study's, e.g. ``auto``; None: the splits'), or None when the task is not classification.
 
-    None, with one log line saying why, when the task is not classification or aeon is missing;
-    a reference that fails to fit is logged and skipped (it must not cost the study).
+    A reference that fails to fit (e.g. out of memory) is logged and skipped: it must not cost the study.
     """
-    from tunelab.baselines.minirocket import HINT, NAME, fit_minirocket, minirocket_available
+    from tunelab.baselines.minirocket import NAME, fit_minirocket
 
     if splits.meta.task != "classification":
         return None
-    if not minirocket_available():
-        log.info("no MiniRocket reference: aeon is not installed (%s)", HINT)
-        return None
     try:
-        fit = fit_minirocket(splits, n_kernels=n_kernels, seed=seed)
-    except Exception as exc:  # e.g. a numba/numpy mismatch: the study goes on without it
+        fit = fit_minirocket(splits, n_kernels=n_kernels, seed=seed, device=device)
+    except Exception as exc:
         log.warning("the MiniRocket reference could not be fitted (%s); the study goes on without it", exc)
         return None
     return {

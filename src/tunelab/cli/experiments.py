@@ -158,9 +158,7 @@ def compare_cmd(
     ],
     reference: Annotated[
         bool,
-        typer.Option(
-            "--reference", help="add a MiniRocket row fitted on the baseline's data splits (tunelab[baselines])"
-        ),
+        typer.Option("--reference", help="add a MiniRocket row fitted on the baseline's data splits"),
     ] = False,
     metric: Annotated[
         list[str] | None, typer.Option("--metric", "-m", help="metrics to show (repeatable; default: all)")

@@ -180,7 +180,7 @@ def ensemble_cmd(
     study_dir: Annotated[Path, typer.Argument(help="a runs/<study> folder written by `tunelab tune`")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="how many of the best trials to average")] = 5,
     with_reference: Annotated[
-        bool, typer.Option("--with-reference", help="add MiniRocket as one more member (refitted; tunelab[baselines])")
+        bool, typer.Option("--with-reference", help="add MiniRocket as one more member (refitted)")
     ] = False,
     device: opt.DeviceOpt = None,
     plugin: opt.PluginOpt = None,

@@ -43,7 +43,7 @@ def compare_sources(
     """Compare ``specs`` (run dirs, study dirs, ``STUDY_DIR#N``); the first is the baseline.
 
     With ``reference``, a MiniRocket row fitted on the baseline's config (and ``data`` if given)
-    is appended; when aeon is missing, the third value is the install hint instead.
+    is appended; when it cannot be (seq2seq data, no saved config), the third value says why.
     """
     if not specs:
         raise UserError("compare needs at least one run, study or STUDY_DIR#TRIAL")

@@ -30,6 +30,6 @@ class TuneOptions:
     report: bool = True  # run the analysis (report.html, plots) at the end
     tracking: Any = None  # tunelab.track.TrackingConfig
     source: str = "study"  # the study file, for messages
-    reference: bool = True  # fit MiniRocket once on a classification study's split (tunelab[baselines])
+    reference: bool = True  # fit MiniRocket once on a classification study's split
     artifacts: str | None = None  # every trial's files to this artifact store (a shared path or s3://...)
     portfolio: bool = False  # no model named: search the default portfolio (tunelab.tune.space.portfolio)

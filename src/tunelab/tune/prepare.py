@@ -397,6 +397,6 @@ def fit_reference(study: optuna.Study, space: SearchSpace, cache: DataCache) -> 
         return
     base = space.to_config({FAMILY_PARAM: space.families[0]} if space.searches_family and space.families else {})
     log.info("fitting the MiniRocket reference on the study's split")
-    found = reference.fit_study_reference(cache.get(base), seed=base.seed)
+    found = reference.fit_study_reference(cache.get(base), seed=base.seed, device=base.device)
     if found is not None:
         study.set_user_attr(STUDY.REFERENCE, found)

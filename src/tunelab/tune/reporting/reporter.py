@@ -69,7 +69,7 @@ class TuneResult:
     best_model: str | None = None
     pareto: list[dict[str, Any]] = field(default_factory=list)
     family: str | None = None
-    reference: dict[str, Any] | None = None  # MiniRocket on the same split (classification, aeon installed)
+    reference: dict[str, Any] | None = None  # MiniRocket on the same split (classification studies)
 
     @property
     def best_value(self) -> float | None:
