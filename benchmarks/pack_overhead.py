@@ -21,6 +21,7 @@ import argparse
 import importlib
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,15 +35,8 @@ from tunelab.data import prepare
 from tunelab.train import fit
 from tunelab.tune import LogReporter, TuneOptions, study_from_mapping, tune
 
-#: the space of ``search.py --pack-study``: value parameters only, so every trial shares the pack
-SPACE = {
-    "train.lr": {"low": 3e-4, "high": 1e-2, "log": True},
-    "train.weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
-    "model.dropout": {"low": 0.0, "high": 0.5},
-    "train.beta1": {"low": 0.8, "high": 0.95},
-    "train.clip_norm": {"low": 0.5, "high": 5.0},
-    "loss.label_smoothing": {"low": 0.0, "high": 0.2},
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search import PACK_STUDY_SPACE as SPACE  # noqa: E402  (the same study as search.py --pack-study)
 
 
 class Timers:

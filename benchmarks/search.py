@@ -664,6 +664,17 @@ def _measured_args(argv: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- packs
 
 
+#: the space of ``--pack-study``: value parameters only, so every trial shares the pack
+PACK_STUDY_SPACE = {
+    "train.lr": {"low": 3e-4, "high": 1e-2, "log": True},
+    "train.weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+    "model.dropout": {"low": 0.0, "high": 0.5},
+    "train.beta1": {"low": 0.8, "high": 0.95},
+    "train.clip_norm": {"low": 0.5, "high": 5.0},
+    "loss.label_smoothing": {"low": 0.0, "high": 0.2},
+}
+
+
 def pack_study(
     n_trials: int,
     pack_size: str,
@@ -697,14 +708,7 @@ def pack_study(
         "train": {"batch_size": 32, "max_epochs": max_epochs, "early_stopping": {"patience": None}},
         "device": device,
     }
-    space = {
-        "train.lr": {"low": 3e-4, "high": 1e-2, "log": True},
-        "train.weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
-        "model.dropout": {"low": 0.0, "high": 0.5},
-        "train.beta1": {"low": 0.8, "high": 0.95},
-        "train.clip_norm": {"low": 0.5, "high": 5.0},
-        "loss.label_smoothing": {"low": 0.0, "high": 0.2},
-    }
+    space = PACK_STUDY_SPACE
     cfg0 = ExperimentConfig.model_validate(base)
     data = prepare(cfg0.data, cfg0.seed)
     rows = []
