@@ -118,3 +118,23 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     states = [t.state.name for t in trials_of(runs / "tunelab.db", name)]
     assert sum(s in FINISHED for s in states) == finished + 1 and "RUNNING" not in states, states
+
+
+def test_a_signal_while_optuna_tells_a_trial_waits_for_the_next_trial() -> None:
+    """Between trials (Optuna's tell and ask) Ctrl+C is held and raised when the next trial starts
+    (Optuna's tell is not interrupt-safe); inside a trial it acts at once."""
+    import os
+
+    from tunelab.tune.execution.signals import tell_gate
+
+    with tell_gate() as gate:
+        assert gate is not None
+        gate.close()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler has run: nothing raised while the gate is closed
+        with pytest.raises(KeyboardInterrupt):
+            gate.open()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

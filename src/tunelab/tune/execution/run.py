@@ -154,11 +154,28 @@ def _run_here(
         run_packs(study, objective, p.pack_size, p.n_trials, timeout, told, device=device, pending=pending)
         return
 
-    def after(study: optuna.Study, trial: FrozenTrial) -> None:
-        if told(study, [trial]):
-            study.stop()
+    from tunelab.tune.execution.signals import tell_gate
 
-    study.optimize(objective, n_trials=p.n_trials, timeout=timeout, catch=(TrialFailed,), callbacks=[after])
+    with tell_gate() as gate:  # an interrupt between trials (Optuna's tell, the next ask) waits for the next trial
+
+        def gated(trial: optuna.Trial) -> Any:
+            try:
+                if gate is not None:
+                    try:
+                        gate.open()  # raises a signal held since the last trial: this one ends interrupted
+                    except KeyboardInterrupt:
+                        trial.set_user_attr(TRIAL.REASON, "interrupted")
+                        raise
+                return objective(trial)
+            finally:
+                if gate is not None:
+                    gate.close()
+
+        def after(study: optuna.Study, trial: FrozenTrial) -> None:
+            if told(study, [trial]):
+                study.stop()
+
+        study.optimize(gated, n_trials=p.n_trials, timeout=timeout, catch=(TrialFailed,), callbacks=[after])
 
 
 def _run_workers(p: PreparedStudy, job: WorkerJob, rep: Reporter, guard: FailureGuard) -> None:
