@@ -45,15 +45,14 @@ def splits() -> Any:
     return tiny_splits(n=48, t=8)
 
 
-#: `tunelab tune` flags for a tiny, fast study on the built-in synthetic gestures (CLI tests)
-TINY_CLI = [
+#: tiny built-in synthetic gestures, as `tunelab tune` flags
+GESTURES_CLI = [
     "--dataset",
     "synthetic_gestures",
     "data.options.n=48",
     "data.options.classes=3",
     "data.options.min_len=6",
     "data.options.max_len=12",
-    "model.hidden_dim=8",
-    "--device",
-    "cpu",
 ]
+#: `tunelab tune` flags for a tiny, fast study on them (CLI tests)
+TINY_CLI = [*GESTURES_CLI, "model.hidden_dim=8", "--device", "cpu"]

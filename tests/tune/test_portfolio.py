@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.tune.conftest import TINY_BASE, options
+from tests.tune.conftest import GESTURES_CLI, TINY_BASE, options
 from tunelab.budget import DataSize
 from tunelab.cli import app
 from tunelab.config import pack_key
@@ -212,19 +212,7 @@ def _config(trial: optuna.trial.FrozenTrial) -> Any:
     return validate_config(trial.user_attrs[TRIAL.CONFIG], "trial")
 
 
-TINY_DATA = [
-    "--dataset",
-    "synthetic_gestures",
-    "data.options.n=48",
-    "data.options.classes=3",
-    "data.options.min_len=6",
-    "data.options.max_len=12",
-    "--epochs",
-    "1",
-    "--device",
-    "cpu",
-    "--no-report",
-]
+TINY_DATA = [*GESTURES_CLI, "--epochs", "1", "--device", "cpu", "--no-report"]
 
 
 @pytest.mark.parametrize(
