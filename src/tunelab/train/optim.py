@@ -117,7 +117,9 @@ class LRSchedule:
         for g in optimizer.param_groups:
             lr = self.lr(g["base_lr"], step)
             if isinstance(g["lr"], torch.Tensor):
-                g["lr"].fill_(lr)
+                if g.get("lr_written") != lr:  # a kernel launch per step only while the rate moves
+                    g["lr"].fill_(lr)
+                    g["lr_written"] = lr
             else:
                 g["lr"] = lr
 
