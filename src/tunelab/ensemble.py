@@ -126,7 +126,9 @@ def _members_from_study(study_dir: Path, top_k: int) -> tuple[list[dict[str, Any
         raise UserError(
             f"{study_dir}: no completed trial kept a checkpoint (trials/*/best_model.pt); nothing to ensemble"
         )
-    done.sort(key=lambda t: (sign * t["values"][0], t["number"]))
+    from tunelab.results.study import tie_loss
+
+    done.sort(key=lambda t: (sign * t["values"][0], tie_loss(t["user_attrs"].get("metrics")), t["number"]))
     chosen = done[:top_k]
     members = [
         {

@@ -159,13 +159,14 @@ def _from_storage(study_dir: Path, number: int | None, label: str) -> Sample:
     import optuna
 
     from tunelab.analysis.source import load_study, resolve_study
+    from tunelab.results.study import best_trial
 
     study = load_study(resolve_study(study_dir))
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if number is None:
         if not done:
             raise UserError(f"{study_dir}: the study has no finished trial yet; wait for one or pass a run directory")
-        trial = study.best_trials[0] if len(study.directions) > 1 else study.best_trial
+        trial = best_trial(study)
     else:
         match = [t for t in study.get_trials(deepcopy=False) if t.number == number]
         if not match:
