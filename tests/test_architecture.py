@@ -27,14 +27,14 @@ LAYERS: dict[str, int] = {
     "budget": 7,
     "analysis": 8,
     "ensemble": 9,  # reads studies (analysis) and trains nothing new
-    "tune": 9,
-    "experiments": 10,
-    "export": 10,
-    "pull": 10,  # builds a study directory from its storage and artifact store
-    "api": 11,  # the public API: tunelab.train, tunelab.tune, tunelab.analyze
-    "__init__": 12,  # re-exports the public API
-    "cli": 13,
-    "__main__": 14,
+    "tune": 10,  # a classification study ends with its ensemble
+    "experiments": 11,
+    "export": 11,
+    "pull": 11,  # builds a study directory from its storage and artifact store
+    "api": 12,  # the public API: tunelab.train, tunelab.tune, tunelab.analyze
+    "__init__": 13,  # re-exports the public API
+    "cli": 14,
+    "__main__": 15,
 }
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80

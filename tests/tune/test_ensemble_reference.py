@@ -18,11 +18,13 @@ TINY = TINY_CLI
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    from tunelab import ensemble
     from tunelab.baselines import reference
 
     tmp = tmp_path_factory.mktemp("study")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(reference, "ENABLED", True)
+        mp.setattr(ensemble, "ENABLED", True)
         args = ["tune", "--model", "gru", "--trials", "3", "--epochs", "1", *TINY, "--save-dir", str(tmp)]
         out = CliRunner().invoke(app, [*args, "--study-name", "s"])
     assert out.exit_code == 0, out.output
@@ -37,6 +39,26 @@ def test_the_reference_is_in_the_results_the_summary_and_the_report(study: tuple
     assert "best tuned model vs MiniRocket: " in output and " points test_acc" in output
     html = (sdir / "report.html").read_text()
     assert html.index("best tuned model vs MiniRocket") < html.index("id='summary'")  # at the top
+
+
+@pytest.mark.reference
+def test_a_classification_study_ends_with_its_ensemble_beside_the_best_trial_and_minirocket(
+    study: tuple[Path, str],
+) -> None:
+    sdir, output = study
+    assert "Ensemble of the 3 best trials: test_acc=" in output and "ensemble of 3 vs MiniRocket: " in output
+    manifest = json.loads((sdir / "ensemble" / "ensemble.json").read_text())
+    assert manifest["format"] == "tunelab-ensemble-1" and manifest["members"]
+    assert "ensemble of 3 vs MiniRocket" in (sdir / "report.html").read_text()
+
+
+@pytest.mark.reference
+def test_ensemble_zero_ends_a_study_without_one(tmp_path: Path) -> None:
+    args = ["tune", "--model", "gru", "--trials", "2", "--epochs", "1", *TINY, "--no-report", "--no-reference"]
+    out = CliRunner().invoke(app, [*args, "--ensemble", "0", "--save-dir", str(tmp_path), "--study-name", "z"])
+    assert out.exit_code == 0, out.output
+    assert json.loads((tmp_path / "z" / "study_results.json").read_text())["ensemble"] is None
+    assert not (tmp_path / "z" / "ensemble").exists() and "Ensemble of" not in out.output
 
 
 def test_no_reference_flag_skips_it(tmp_path: Path) -> None:

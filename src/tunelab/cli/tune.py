@@ -105,10 +105,19 @@ NoReportOpt = Annotated[bool, typer.Option("--no-report", help="skip the analysi
 NoReferenceOpt = Annotated[
     bool, typer.Option("--no-reference", help="skip the MiniRocket reference fitted on a classification study's split")
 ]
+EnsembleOpt = Annotated[
+    int,
+    typer.Option(
+        "--ensemble",
+        min=0,
+        help="a classification study ends with the mean of its K best trials' calibrated probabilities,"
+        " scored on test and saved as STUDY/ensemble (0: none)",
+    ),
+]
 
 
 #: flags passed to TuneOptions as they are
-_OPTION_FLAGS = ("phase", "grid", "resume", "study_name", "workers", "pack_size", "enqueue", "artifacts")
+_OPTION_FLAGS = ("phase", "grid", "resume", "study_name", "workers", "pack_size", "enqueue", "artifacts", "ensemble")
 
 
 def _no_model_named(config: Path | None, model: str | None, enhanced: bool | None, locked: frozenset[str]) -> bool:
@@ -160,6 +169,7 @@ def tune_cmd(
     plugin: opt.PluginOpt = None,
     no_report: NoReportOpt = False,
     no_reference: NoReferenceOpt = False,
+    ensemble: EnsembleOpt = 5,
     wandb: opt.WandbOpt = False,
     wandb_project: opt.WandbProjectOpt = None,
     wandb_entity: opt.WandbEntityOpt = None,
@@ -177,11 +187,10 @@ def tune_cmd(
     from tunelab.tune.reporting.console import ConsoleReporter
 
     _quiet_optuna()
-    # `--best-params runs/*/phase*/best_params.json`: the shell passes the glob's other files as arguments
-    more = [o for o in overrides or [] if best_params is not None and "=" not in o and Path(o).is_file()]
+    best_files, rest = _best_params_files(best_params, overrides)
     cfg, locked = study_from_flags(
         config,
-        overrides=[o for o in overrides or [] if o not in more],
+        overrides=rest,
         base_flags=opt.seed_overrides(flags),
         models=None if auto_tune_all else model,
         enhanced=None if auto_tune_all else enhanced,
@@ -190,7 +199,7 @@ def tune_cmd(
     )
     opts = TuneOptions(
         **{k: flags[k] for k in _OPTION_FLAGS},
-        best_params=[best_params, *map(Path, more)] if best_params is not None and more else best_params,
+        best_params=best_files,
         save_dir=opt.writable(save_dir),
         locked=locked,
         plugins=tuple(plugin or ()),
@@ -207,6 +216,14 @@ def tune_cmd(
         _compare_families(runs)
     for hint in opt.tracking_hints(tracking):  # none when tracking is off
         console.print(hint, highlight=False, soft_wrap=True)  # commands stay copy-pastable
+
+
+def _best_params_files(best_params: Path | None, overrides: list[str] | None) -> tuple[Any, list[str]]:
+    """``--best-params runs/*/phase*/best_params.json``: the shell passes the glob's other files as
+    arguments.  Returns what --best-params names (one file, or the list of them) and the overrides left."""
+    more = [o for o in overrides or [] if best_params is not None and "=" not in o and Path(o).is_file()]
+    files = [best_params, *map(Path, more)] if best_params is not None and more else best_params
+    return files, [o for o in overrides or [] if o not in more]
 
 
 def _compare_families(results: list[Any]) -> None:

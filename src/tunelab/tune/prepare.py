@@ -104,6 +104,7 @@ class PreparedStudy:
     opts: TuneOptions  # the options as run (a grid sampler without --grid searches the first grid)
     cfg: StudyConfig  # the study as run (no model named: the default portfolio)
     deadline: float | None = None  # the study's timeout as a clock time: running trials stop at it
+    task: str = "classification"  # the data's task
 
 
 def prepare_study(cfg: StudyConfig, opts: TuneOptions, data: Any | None = None) -> PreparedStudy:
@@ -302,6 +303,7 @@ def _record(
         start,
         opts,
         cfg,
+        task=c.task,
     )
 
 

@@ -91,9 +91,15 @@ def tune(
         finally:
             close_session(study, p.session)
             p.writer.update(study, p.objectives, final=True)
+        ensemble = None
+        if opts.ensemble > 1 and p.task == "classification" and len(p.objectives) == 1:
+            from tunelab.ensemble import study_ensemble
+
+            ensemble = study_ensemble(p.study_dir, opts.ensemble)
         if opts.report:
             _analyze(p.study_dir, study)
         result = study_result(study, p.study_dir, p.shown, p.objectives, p.family)
+        result.ensemble = ensemble
         if tracking is not None:
             from tunelab.track import summarize_study
 

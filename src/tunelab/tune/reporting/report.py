@@ -91,7 +91,13 @@ def best_summary(result: Any) -> list[str]:
     if result.best_n_params is not None:
         model = (result.best_config or {}).get("model", {}).get("name", "?")
         lines.append(f"  Model: {model}, {result.best_n_params:,} parameters, {result.best_epochs} epochs")
-    lines += [f"  {line}" for line in comparison_lines(getattr(result, "reference", None), result.best_metrics)]
+    reference, ensemble = getattr(result, "reference", None), getattr(result, "ensemble", None)
+    if ensemble and isinstance(ensemble.get("test_acc"), (int, float)):
+        lines.append(
+            f"  Ensemble of the {len(ensemble.get('members', []))} best trials: test_acc={fmt_value(ensemble['test_acc'])}"
+            f"  test_f1={fmt_value(ensemble.get('test_f1'))}  (saved in {result.study_dir}/ensemble)"
+        )
+    lines += [f"  {line}" for line in comparison_lines(reference, result.best_metrics, ensemble)]
     return lines
 
 

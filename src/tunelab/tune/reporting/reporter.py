@@ -70,6 +70,7 @@ class TuneResult:
     pareto: list[dict[str, Any]] = field(default_factory=list)
     family: str | None = None
     reference: dict[str, Any] | None = None  # MiniRocket on the same split (classification studies)
+    ensemble: dict[str, Any] | None = None  # the K best trials' mean, built as the study ended (tunelab.ensemble)
 
     @property
     def best_value(self) -> float | None:
