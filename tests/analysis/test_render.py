@@ -161,3 +161,20 @@ def test_report_of_an_open_study_names_its_storage(single: tuple[optuna.Study, P
     analyze(study=study, out_dir=tmp_path, plots=False)
     html = (tmp_path / "report.html").read_text()
     assert "<dt>storage</dt><dd>sqlite:///" in html
+
+
+def test_a_learning_curve_png_of_many_trials_drops_its_legend_of_trial_numbers(
+    single: tuple[optuna.Study, Path], tmp_path: Path
+) -> None:
+    from tunelab.analysis.plots import MAX_LEGEND
+
+    study, sdir = single  # 10 trials with curves: a legend fits
+    r = extract(study)
+    few = {p.key: p for p in build_plots(study, r.table, r.importance, study_dir=sdir, backends=("matplotlib",))}
+    assert few["learning_curves"].figure.axes[0].get_legend() is not None
+    many = new_study(tmp_path / "many.db", "many", ["maximize"], ["val_f1"])
+    for i in range(MAX_LEGEND + 3):  # 84 trials of a real study drew a legend taller than the figure
+        add_complete(many, COMPLETE[i % len(COMPLETE)])
+    r = extract(many)
+    plots = {p.key: p for p in build_plots(many, r.table, r.importance, backends=("matplotlib",))}
+    assert plots["learning_curves"].figure.axes[0].get_legend() is None

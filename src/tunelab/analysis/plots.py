@@ -180,6 +180,11 @@ def _both(fn: str, study: optuna.Study, **kw: Any) -> dict[str, Callable[[], Any
     return {"plotly": plotly, "matplotlib": mpl}
 
 
+#: Above this many entries a PNG's legend (Optuna's "Trial N" per line) is dropped: it would be
+#: taller than the figure; the interactive plot names each line on hover.
+MAX_LEGEND = 12
+
+
 def _labelled(makers: dict[str, Callable[[], Any]], xlabel: str, ylabel: str) -> dict[str, Callable[[], Any]]:
     """Optuna's figure with real axis titles instead of its generic "Step" / "Intermediate Value"."""
 
@@ -190,7 +195,11 @@ def _labelled(makers: dict[str, Callable[[], Any]], xlabel: str, ylabel: str) ->
 
     def mpl() -> Any:
         fig = makers["matplotlib"]()
-        fig.axes[0].set(xlabel=xlabel, ylabel=ylabel)
+        ax = fig.axes[0]
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+        legend = ax.get_legend()
+        if legend is not None and len(legend.get_texts()) > MAX_LEGEND:  # a list of trial numbers taller than the plot
+            legend.remove()
         return fig
 
     return {"plotly": plotly, "matplotlib": mpl}
