@@ -144,3 +144,63 @@ def test_a_killed_process_loses_no_journal_write(tmp_path: Path) -> None:
     done, running = _read_back(log)
     assert (done.state.name, done.value, done.intermediate_values) == ("COMPLETE", 1.0, {1: 0.25})
     assert (running.state.name, running.intermediate_values) == ("RUNNING", {1: 0.5})
+
+
+_OPEN_AT_ONCE = """
+import sys, time
+start = float(sys.argv[2])
+import optuna.storages, sqlalchemy.exc  # imported before the start: only the opening is raced
+from tunelab.storage import make_storage
+time.sleep(max(0.0, start - time.time()))  # every process opens the new file at the same moment
+make_storage(sys.argv[1]).get_all_studies()
+print("opened")
+"""
+
+
+def test_processes_creating_one_new_sqlite_storage_at_once_all_open_it(tmp_path: Path) -> None:
+    """Two `tunelab tune` started together in one runs/ folder both create runs/tunelab.db: the loser
+    of the race failed on Optuna's alembic_version row (benchmarks/tsc.py --jobs 2 lost a study)."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import env
+
+    url, start = f"sqlite:///{tmp_path / 'new.db'}", time.time() + 4.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_AT_ONCE, url, str(start)],
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(8)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    failed = [err.decode()[-500:] for p, (_, err) in zip(procs, outs, strict=True) if p.returncode != 0]
+    assert not failed, failed
+
+
+def test_only_the_creation_race_is_tried_again() -> None:
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from tunelab.storage import _created_together
+
+    calls: list[int] = []
+
+    def lost_the_race_once() -> str:
+        calls.append(1)
+        if len(calls) == 1:  # what the slower of two creators of one new database sees
+            raise IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
+        return "storage"
+
+    assert _created_together(lost_the_race_once) == "storage" and len(calls) == 2
+
+    def server_down() -> str:
+        calls.append(1)
+        raise OperationalError("connect", {}, Exception("connection refused"))
+
+    calls.clear()
+    with pytest.raises(OperationalError):
+        _created_together(server_down)
+    assert len(calls) == 1  # a real error is not waited on

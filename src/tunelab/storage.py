@@ -29,6 +29,7 @@ import logging
 import re
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -237,6 +238,24 @@ WORKER_CONNECTIONS = 1
 SERVER_THREADS = 10  # the storage server's request threads, each with its own connection
 
 
+def _created_together(open_rdb: Callable[[], Any], tries: int = 5) -> Any:
+    """``open_rdb()``, tried again when another process was creating the same new database: both
+    find no tables, and the slower one fails on a table or on Optuna's ``alembic_version`` row that
+    the other has just written (two studies started at once in one runs/ folder).  The next try
+    finds the schema complete.  Other errors (a bad URL, a server down) are raised at once."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(tries):
+        try:
+            return open_rdb()
+        except (IntegrityError, OperationalError, ProgrammingError) as exc:
+            race = isinstance(exc, IntegrityError) or "already exists" in str(exc)
+            if not race or attempt == tries - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def _pool(connections: int) -> dict[str, Any]:
     """Engine options for a database server: ``connections`` kept, up to 10 more while busy."""
     return {"pool_pre_ping": True, "pool_size": connections, "max_overflow": 10}
@@ -287,13 +306,15 @@ def make_storage(
                     engine_kwargs = {"connect_args": {"timeout": 60}}  # several workers share one file
                 else:
                     engine_kwargs = _pool(connections)
-                storage = RDBStorage(
-                    url_abs,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-                    skip_compatibility_check=True,  # checked next, one connection at a time
+                storage = _created_together(
+                    lambda: RDBStorage(
+                        url_abs,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period,
+                        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+                        skip_compatibility_check=True,  # checked next, one connection at a time
+                    )
                 )
                 _check_schema(storage, shown)
     except UserError:
