@@ -139,7 +139,7 @@ def _members_from_study(study_dir: Path, top_k: int) -> tuple[list[dict[str, Any
         )
     from tunelab.results.study import tie_loss
 
-    done.sort(key=lambda t: (sign * t["values"][0], tie_loss(t["user_attrs"].get("metrics")), t["number"]))
+    done.sort(key=lambda t: (sign * t["values"][0], tie_loss(t["user_attrs"]), t["number"]))
     chosen = done[:top_k]
     members = [
         {

@@ -48,6 +48,22 @@ def test_minimize_direction_sorts_ascending(tmp_path: Path) -> None:
     assert "val_loss" in r.top.columns
 
 
+def test_ties_rank_by_validation_loss_as_the_best_trial_does(tmp_path: Path) -> None:
+    from tunelab.results.study import best_trial
+
+    study = new_study(tmp_path / "tie.db", "tie", ["maximize"], ["val_f1"])
+    # three trials tie at val_f1 0.9 (a small validation split); the second has the lowest loss
+    for vl in (0.40, 0.20, 0.30):
+        add_complete(study, (1e-3, 64, "gru", 0.1, 0.9, 0.1, vl, 10, 9))
+    add_complete(study, (1e-3, 64, "lstm", 0.1, 0.8, 0.1, 0.05, 10, 9))
+    r = extract(study, top_k_n=4)
+    assert list(r.top["number"]) == [1, 2, 0, 3]
+    best = best_trial(study)
+    assert best is not None and best.number == 1
+    families = r.families.set_index("model")
+    assert families.loc["gru", "best_trial"] == 1
+
+
 def test_categorical_impact_per_value_means(single: tuple[optuna.Study, Path]) -> None:
     study, _ = single
     r = extract(study)

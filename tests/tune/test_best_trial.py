@@ -13,7 +13,7 @@ from tunelab.results.study import best_trial
 def _study(direction: str, rows: list[tuple[float, float | None]]) -> optuna.Study:
     study = optuna.create_study(direction=direction)
     for value, val_loss in rows:
-        attrs = {TRIAL.METRICS: {"val_loss": val_loss}} if val_loss is not None else {}
+        attrs = {TRIAL.VAL_LOSS: val_loss} if val_loss is not None else {}
         study.add_trial(
             create_trial(
                 value=value,

@@ -110,7 +110,7 @@ def family_summary(table: TrialTable) -> pd.DataFrame:
     for model, group in df.groupby("model", sort=True):
         done = group[(group["state"] == "COMPLETE") & np.isfinite(group[table.primary].astype(float))]
         vals = done[table.primary].astype(float)
-        best_idx = (vals.idxmax() if table.maximize else vals.idxmin()) if len(vals) else None
+        best_idx = _sorted(done, table).index[0] if len(vals) else None
         rows.append({
             "model": model,
             "trials": len(group),
@@ -160,7 +160,10 @@ def _objective_names(table: TrialTable) -> list[str]:
 
 
 def _sorted(done: pd.DataFrame, table: TrialTable) -> pd.DataFrame:
-    return done.sort_values([table.primary, "number"], ascending=[not table.maximize, True], kind="stable")
+    """Best first: the objective, then (among ties) the lower validation loss, then the earlier
+    trial -- the order of ``tunelab.results.study.best_trial``."""
+    keys = [table.primary, *(["val_loss"] if "val_loss" in done and table.primary != "val_loss" else []), "number"]
+    return done.sort_values(keys, ascending=[not table.maximize, *[True] * (len(keys) - 1)], kind="stable")
 
 
 def _non_dominated(values: np.ndarray, directions: list[str]) -> np.ndarray:

@@ -51,12 +51,13 @@ def read_study_json(study_dir: str | Path) -> dict[str, Any]:
     return read_json(Path(study_dir) / STUDY_JSON)  # type: ignore[no-any-return]
 
 
-def tie_loss(metrics: dict[str, Any] | None) -> float:
-    """The second key of "best": a trial's validation loss (inf when it has none).  A validation
+def tie_loss(attrs: dict[str, Any] | None) -> float:
+    """The second key of "best": a trial's validation loss at its best epoch, from its user
+    attributes (inf when it has none).  A validation
     split of a few dozen series ties on accuracy or F1 often (20 series score in steps of 0.05);
     among trials with the best value, the one with the lower validation loss is the more confident
     model, and the earlier trial only the luckier draw of the queue."""
-    value = (metrics or {}).get("val_loss")
+    value = (attrs or {}).get(TRIAL.VAL_LOSS)
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
 
 
@@ -72,8 +73,8 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     if len(study.directions) == 1:
         top = study.best_trial
         ties = [t for t in done if t.values and t.values[0] == top.values[0]]
-        if any(tie_loss(t.user_attrs.get(TRIAL.METRICS)) < math.inf for t in ties):
-            return min(ties, key=lambda t: (tie_loss(t.user_attrs.get(TRIAL.METRICS)), t.number))
+        if any(tie_loss(t.user_attrs) < math.inf for t in ties):
+            return min(ties, key=lambda t: (tie_loss(t.user_attrs), t.number))
         return top
     front = study.best_trials
     sign = 1.0 if study.directions[0].name == "MAXIMIZE" else -1.0
