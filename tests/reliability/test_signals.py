@@ -16,6 +16,12 @@ from tests.reliability.common import FINISHED, check_artifacts, cli_cmd, env, ru
 from tests.reliability.conftest import FIGURES
 
 
+def _as_a_terminal_job() -> None:
+    """The child takes Ctrl+C like a terminal's foreground job, also when this test run was started
+    in the background (`cmd &` starts with SIGINT ignored, and tunelab keeps an ignored signal ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for(path_glob: str, root: Path, count: int, proc: subprocess.Popen[str], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while len(list(root.glob(path_glob))) < count:
@@ -32,7 +38,13 @@ def test_a_signal_fails_the_running_trial_and_resume_finishes(tmp_path: Path, si
     runs, name = tmp_path / "runs", "sig"
     args = ["tune", "-c", str(cfg), "--study-name", name, "--save-dir", str(runs), "--no-report"]
     proc = subprocess.Popen(
-        cli_cmd(*args), cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cli_cmd(*args),
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_as_a_terminal_job,
     )
     try:
         _wait_for("trials/1-*/metrics.jsonl", runs / name, 1, proc)  # trial 0 done, trial 1 training
@@ -127,14 +139,37 @@ def test_a_signal_while_optuna_tells_a_trial_waits_for_the_next_trial() -> None:
 
     from tunelab.tune.execution.signals import tell_gate
 
-    with tell_gate() as gate:
-        assert gate is not None
-        gate.close()
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # the handler has run: nothing raised while the gate is closed
-        with pytest.raises(KeyboardInterrupt):
-            gate.open()
-        with pytest.raises(KeyboardInterrupt):
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a `&` job ignores it)
+    try:
+        with tell_gate() as gate:
+            assert gate is not None
+            gate.close()
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.5)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            time.sleep(0.05)  # the handler has run: nothing raised while the gate is closed
+            with pytest.raises(KeyboardInterrupt):
+                gate.open()
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_signal_the_process_ignores_stays_ignored_through_the_gate() -> None:
+    """`nohup tunelab tune ... &`: the shell starts the job with SIGINT ignored; the gate keeps it so."""
+    import os
+
+    from tunelab.tune.execution.signals import tell_gate
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with tell_gate() as gate:
+            assert gate is not None and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            gate.close()
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            gate.open()  # nothing was held
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

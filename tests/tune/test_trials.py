@@ -118,6 +118,30 @@ def test_a_plugin_error_fails_the_trial_with_its_traceback(tmp_path: Path, split
     assert second.state.name == "COMPLETE"
 
 
+@pytest.mark.parametrize("where", ["begin", "complete"])
+def test_an_interrupt_while_a_trial_begins_or_is_recorded_ends_it_interrupted(
+    tmp_path: Path, splits: Any, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Ctrl+C outside the training itself (sampling and directories, or recording the result) still
+    names the failed trial, so `--resume` and the report say why it stopped."""
+    from tunelab.tune.execution.objective import Objective
+
+    original = getattr(Objective, where)
+
+    def interrupted_at_trial_1(self: Any, trial: optuna.Trial, *args: Any, **kw: Any) -> Any:
+        if trial.number == 1:
+            raise KeyboardInterrupt
+        return original(self, trial, *args, **kw)
+
+    monkeypatch.setattr(Objective, where, interrupted_at_trial_1)
+    with pytest.raises(KeyboardInterrupt):
+        tune(tiny_study(budget={"n_trials": 3}), options(tmp_path), data=splits)
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'tunelab.db'}")
+    first, second = study.trials
+    assert first.state.name == "COMPLETE"
+    assert second.state.name == "FAIL" and second.user_attrs[TRIAL.REASON] == "interrupted"
+
+
 def test_a_user_error_stops_the_study(tmp_path: Path, splits: Any) -> None:
     bad = _RaiseAt(UserError("data.path: file not found"), {0})
     with pytest.raises(UserError, match="file not found"):

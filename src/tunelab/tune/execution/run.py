@@ -161,12 +161,12 @@ def _run_here(
         def gated(trial: optuna.Trial) -> Any:
             try:
                 if gate is not None:
-                    try:
-                        gate.open()  # raises a signal held since the last trial: this one ends interrupted
-                    except KeyboardInterrupt:
-                        trial.set_user_attr(TRIAL.REASON, "interrupted")
-                        raise
+                    gate.open()  # raises a signal held since the last trial: this one ends interrupted
                 return objective(trial)
+            except (KeyboardInterrupt, SystemExit):  # also one landing while the trial begins or is recorded
+                if TRIAL.REASON not in trial.user_attrs:
+                    trial.set_user_attr(TRIAL.REASON, "interrupted")
+                raise
             finally:
                 if gate is not None:
                     gate.close()

@@ -6,7 +6,8 @@ reads a variable the tell never set: the process died with an ``UnboundLocalErro
 and exit code 1 instead of 130/143, the trial half-told.  :class:`TellGate` holds a signal that
 arrives between one objective's return and the next one's start (the tell, the callbacks, the
 next ask) and raises it when the next trial starts (that trial ends "interrupted") or, when the
-study ends first, as the block ends; during training a signal acts at once, as before.
+study ends first, as the block ends; during training a signal acts at once, as before.  A signal
+the process ignores (a `nohup` or `&` job's SIGINT) stays ignored.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ def tell_gate() -> Iterator[TellGate | None]:
     if threading.current_thread() is not threading.main_thread():
         yield None
         return
-    previous = {s: signal.getsignal(s) for s in _SIGNALS}
+    previous = {s: h for s in _SIGNALS if (h := signal.getsignal(s)) is not signal.SIG_IGN}
     gate = TellGate(previous)
-    for s in _SIGNALS:
+    for s in previous:
         signal.signal(s, gate.handle)
     try:
         yield gate
