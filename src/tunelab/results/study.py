@@ -53,10 +53,10 @@ def read_study_json(study_dir: str | Path) -> dict[str, Any]:
 
 def tie_loss(attrs: dict[str, Any] | None) -> float:
     """The second key of "best": a trial's validation loss at its best epoch, from its user
-    attributes (inf when it has none).  A validation
-    split of a few dozen series ties on accuracy or F1 often (20 series score in steps of 0.05);
-    among trials with the best value, the one with the lower validation loss is the more confident
-    model, and the earlier trial only the luckier draw of the queue."""
+    attributes (inf when it has none).  A validation split of a few dozen series ties on accuracy
+    or F1 often (20 series score in steps of 0.05); among trials with the best value, the one with
+    the lower validation loss is the more confident model, and the earlier trial only the luckier
+    draw of the queue."""
     value = (attrs or {}).get(TRIAL.VAL_LOSS)
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
 
