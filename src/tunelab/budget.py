@@ -14,8 +14,8 @@ Rules (``n`` = training series after the validation split):
 * plateau-schedule patience: a third of that, at least 2 epochs;
 * epoch ceiling: :data:`MAX_STEPS` steps, at least 20 epochs (so at least ``MIN_STEPS`` steps
   before the ceiling), at most 1000 epochs;
-* class-weighted loss when the largest class has more than :data:`IMBALANCE` times the
-  smallest one's training series.
+* class-weighted loss (``1 / sqrt(class count)``, see ``tunelab.train.losses.class_weights``)
+  when the largest class has more than :data:`IMBALANCE` times the smallest one's training series.
 
 A value the user set (config file, dotted override or flag: pydantic's ``model_fields_set``)
 is never changed.  Imports only ``config`` (no torch), so tune/ and the CLI can both use it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from tests.helpers import tiny_splits
 
 from tunelab.budget import MIN_STEPS, DataSize, data_size, resolve_defaults
@@ -75,3 +76,13 @@ def test_data_size_reads_the_training_split() -> None:
     splits = tiny_splits(n=30)
     size = data_size(splits)
     assert size.n_train == 30 and sum(size.class_counts) == 30 and len(size.class_counts) == 3
+
+
+def test_class_weights_are_inverse_square_root_frequencies_with_mean_one() -> None:
+    from tunelab.train.losses import class_weights
+
+    y = torch.tensor([0] * 100 + [1] * 25 + [2] * 4)  # class 3 absent
+    w = class_weights(y, 4)
+    assert w[3] == 0 and float(w[:3].mean()) == pytest.approx(1.0)
+    # 100 : 25 : 4 series -> weights 1 : 2 : 5, not 1 : 4 : 25 (a class of 4 would drive the gradient)
+    assert (w[:3] / w[0]).tolist() == pytest.approx([1.0, 2.0, 5.0])

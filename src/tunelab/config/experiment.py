@@ -130,7 +130,7 @@ class LossConfig(StrictModel):
 
     name: Literal["auto", "cross_entropy", "focal", "mse", "l1"] = "auto"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    class_weights: bool = Field(False, description="weight classes by inverse train frequency")
+    class_weights: bool = Field(False, description="weight classes by 1/sqrt(train frequency)")
     focal_gamma: float = Field(2.0, ge=0, description="focal loss only; 0 equals cross-entropy")
     confidence_penalty: float = Field(0.0, ge=0, description="weight of the entropy regulariser (Pereyra et al.)")
     temperature_scaling: bool = Field(True, description="fit a temperature on validation after training")
