@@ -165,8 +165,11 @@ def _device(device: str, cfg: Any) -> str:
     return device if device != "auto" else cfg.device
 
 
-def _member_logits(checkpoints: list[Path], device: str) -> tuple[Any, list[dict[str, Tensor]], list[float], list[Any]]:
-    """Prepared splits (once), each member's val/test outputs and temperature, and their configs."""
+def _member_logits(
+    checkpoints: list[Path], device: str, data: Any | None = None
+) -> tuple[Any, list[dict[str, Tensor]], list[float], list[Any]]:
+    """Prepared splits (once; ``data`` when the study was given its splits), each member's val/test
+    outputs and temperature, and their configs."""
     from tunelab.config import validate_config
     from tunelab.data import prepare
     from tunelab.models import build_model
@@ -182,7 +185,7 @@ def _member_logits(checkpoints: list[Path], device: str) -> tuple[Any, list[dict
             f"the members {', '.join(str(p.parent.name) for p in checkpoints)} were trained on different data settings"
             " or seeds, so their splits differ; ensemble trials of one data setting (lower --top-k)"
         )
-    splits = prepare(cfgs[0].data, cfgs[0].seed)
+    splits = data if data is not None else prepare(cfgs[0].data, cfgs[0].seed)
     if splits.meta.task != "classification":
         raise UserError(
             f"{splits.meta.name}: ensembles average class probabilities; the data's task is {splits.meta.task}"
@@ -232,16 +235,24 @@ def _combine(
 
 
 def build_ensemble(
-    study_dir: str | Path, top_k: int = 5, *, with_reference: bool = False, device: str = "auto"
+    study_dir: str | Path,
+    top_k: int = 5,
+    *,
+    with_reference: bool = False,
+    device: str = "auto",
+    data: Any | None = None,
 ) -> EnsembleResult:
     """Average the ``top_k`` best trials of the study in ``study_dir`` (plus MiniRocket with
-    ``with_reference``), score it on val and test, and save it to ``study_dir/ensemble/``."""
+    ``with_reference``), score it on val and test, and save it to ``study_dir/ensemble/``.
+
+    ``data``: the prepared splits the study was given (``tune(..., data=)``); by default they are
+    prepared again from the members' saved data settings."""
     if top_k < 1:
         raise UserError(f"--top-k {top_k}: use 1 or more")
     sdir = Path(study_dir)
     members, results = _members_from_study(sdir, top_k)
     t0 = time.perf_counter()
-    splits, outputs, temps, cfgs = _member_logits([Path(m["checkpoint"]) for m in members], device)
+    splits, outputs, temps, cfgs = _member_logits([Path(m["checkpoint"]) for m in members], device, data)
     for m, t in zip(members, temps, strict=True):
         m["temperature"] = t
     if with_reference:
@@ -281,7 +292,9 @@ def build_ensemble(
     return EnsembleResult(out, members, metrics, best_single, results.get("reference"))
 
 
-def study_ensemble(study_dir: str | Path, top_k: int, device: str = "auto") -> dict[str, Any] | None:
+def study_ensemble(
+    study_dir: str | Path, top_k: int, device: str = "auto", data: Any | None = None
+) -> dict[str, Any] | None:
     """The ensemble a classification study builds when it ends: :func:`build_ensemble` of its
     ``top_k`` best trials, when at least two kept a checkpoint here (an ensemble of one is the best
     trial).  Returns the record it wrote to study_results.json, or None.  A failure is logged and
@@ -292,7 +305,7 @@ def study_ensemble(study_dir: str | Path, top_k: int, device: str = "auto") -> d
         members, _ = _members_from_study(Path(study_dir), top_k)
         if len(members) < 2:
             return None
-        result = build_ensemble(study_dir, top_k, device=device)
+        result = build_ensemble(study_dir, top_k, device=device, data=data)
     except UserError as exc:  # e.g. no trial kept a checkpoint on this host
         log.info("no ensemble for %s: %s", study_dir, exc)
         return None

@@ -221,3 +221,25 @@ def test_the_trial_callback_reports_each_epoch_and_prunes() -> None:
     cb.record_partial()
     attrs = study.trials[0].user_attrs
     assert attrs[TRIAL.EPOCHS] == 3 and attrs[TRIAL.BEST_EPOCH] == 1 and attrs[TRIAL.GAP] == pytest.approx(0.2)
+
+
+def test_a_study_given_its_splits_scores_its_ensemble_on_them(
+    tmp_path: Path, splits: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tunelab.tune(..., data=splits)`: the trials never saw the data of their saved config, so the
+    study's ensemble must be scored on the splits it was given, not on data prepared again."""
+    import json
+
+    from tunelab import ensemble
+    from tunelab.ensemble import mean_probabilities
+    from tunelab.train.checkpoint import load_model
+    from tunelab.train.trainer import predict
+
+    monkeypatch.setattr(ensemble, "ENABLED", True)
+    result = tune(tiny_study(budget={"n_trials": 3}), options(tmp_path, ensemble=3), data=splits)
+    assert result.ensemble is not None
+    folder = result.study_dir / "ensemble"
+    members = json.loads((folder / "ensemble.json").read_text())["members"]
+    logits = [predict(load_model(folder / m["checkpoint"], splits.meta)[0], splits.test) for m in members]
+    probs = mean_probabilities(logits, [m["temperature"] for m in members])
+    assert result.ensemble["test_acc"] == pytest.approx(float((probs.argmax(-1) == splits.test.y).float().mean()))
