@@ -75,6 +75,7 @@ class EnsembleResult:
     metrics: dict[str, float]  # val_/test_ loss, acc, f1 of the averaged probabilities
     best_single: dict[str, Any] = field(default_factory=dict)  # number and test metrics of the best trial
     reference: dict[str, Any] | None = None  # the study's MiniRocket record, when it has one
+    record: dict[str, Any] = field(default_factory=dict)  # what study_results.json["ensemble"] now holds
 
 
 class EnsembleModel(nn.Module):
@@ -241,16 +242,20 @@ def build_ensemble(
     with_reference: bool = False,
     device: str = "auto",
     data: Any | None = None,
+    min_members: int = 1,
 ) -> EnsembleResult:
     """Average the ``top_k`` best trials of the study in ``study_dir`` (plus MiniRocket with
     ``with_reference``), score it on val and test, and save it to ``study_dir/ensemble/``.
 
     ``data``: the prepared splits the study was given (``tune(..., data=)``); by default they are
-    prepared again from the members' saved data settings."""
+    prepared again from the members' saved data settings.  Fewer than ``min_members`` trials with
+    a checkpoint is a :class:`UserError`, raised before anything is computed or written."""
     if top_k < 1:
         raise UserError(f"--top-k {top_k}: use 1 or more")
     sdir = Path(study_dir)
     members, results = _members_from_study(sdir, top_k)
+    if len(members) < min_members:
+        raise UserError(f"{sdir}: {len(members)} completed trial(s) kept a checkpoint; an ensemble needs {min_members}")
     t0 = time.perf_counter()
     splits, outputs, temps, cfgs = _member_logits([Path(m["checkpoint"]) for m in members], device, data)
     for m, t in zip(members, temps, strict=True):
@@ -289,7 +294,7 @@ def build_ensemble(
     write_json(out / MANIFEST, manifest)
     record = {"path": "ensemble", "members": [m.get("trial", m.get("name")) for m in members], **metrics}
     _record_in_study(sdir, results, record)
-    return EnsembleResult(out, members, metrics, best_single, results.get("reference"))
+    return EnsembleResult(out, members, metrics, best_single, results.get("reference"), record)
 
 
 def study_ensemble(
@@ -302,11 +307,8 @@ def study_ensemble(
     if not ENABLED or top_k < 2:
         return None
     try:
-        members, _ = _members_from_study(Path(study_dir), top_k)
-        if len(members) < 2:
-            return None
-        result = build_ensemble(study_dir, top_k, device=device, data=data)
-    except UserError as exc:  # e.g. no trial kept a checkpoint on this host
+        result = build_ensemble(study_dir, top_k, device=device, data=data, min_members=2)
+    except UserError as exc:  # e.g. fewer than two trials kept a checkpoint on this host
         log.info("no ensemble for %s: %s", study_dir, exc)
         return None
     except Exception:
@@ -314,7 +316,7 @@ def study_ensemble(
             "the ensemble of %s failed; the study is saved (`tunelab ensemble` retries)", study_dir, exc_info=True
         )
         return None
-    return {"path": "ensemble", "members": [m["trial"] for m in result.members], **result.metrics}
+    return result.record
 
 
 def _copy(src: Path, dst: Path) -> None:

@@ -245,15 +245,14 @@ def _created_together(open_rdb: Callable[[], Any], tries: int = 5) -> Any:
     finds the schema complete.  Other errors (a bad URL, a server down) are raised at once."""
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-    for attempt in range(tries):
+    for attempt in range(1, tries):
         try:
             return open_rdb()
         except (IntegrityError, OperationalError, ProgrammingError) as exc:
-            race = isinstance(exc, IntegrityError) or "already exists" in str(exc)
-            if not race or attempt == tries - 1:
+            if not (isinstance(exc, IntegrityError) or "already exists" in str(exc)):
                 raise
-            time.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")
+            time.sleep(0.1 * attempt)
+    return open_rdb()  # the last try: its error is raised
 
 
 def _pool(connections: int) -> dict[str, Any]:

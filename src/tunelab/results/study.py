@@ -71,11 +71,8 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     if not done:
         return None
     if len(study.directions) == 1:
-        top = study.best_trial
-        ties = [t for t in done if t.values and t.values[0] == top.values[0]]
-        if any(tie_loss(t.user_attrs) < math.inf for t in ties):
-            return min(ties, key=lambda t: (tie_loss(t.user_attrs), t.number))
-        return top
+        sign = -1.0 if study.directions[0].name == "MAXIMIZE" else 1.0
+        return min(done, key=lambda t: (sign * t.values[0], tie_loss(t.user_attrs), t.number))
     front = study.best_trials
     sign = 1.0 if study.directions[0].name == "MAXIMIZE" else -1.0
     return max(front, key=lambda t: sign * t.values[0]) if front else None
