@@ -292,22 +292,31 @@ def build_ensemble(
         "best_single": best_single,
     }
     write_json(out / MANIFEST, manifest)
-    record = {"path": "ensemble", "members": [m.get("trial", m.get("name")) for m in members], **metrics}
+    names = [m["trial"] if m.get("trial") is not None else m["name"] for m in members]  # MiniRocket by name
+    record = {"path": "ensemble", "members": names, **metrics}
     _record_in_study(sdir, results, record)
     return EnsembleResult(out, members, metrics, best_single, results.get("reference"), record)
 
 
 def study_ensemble(
-    study_dir: str | Path, top_k: int, device: str = "auto", data: Any | None = None
+    study_dir: str | Path,
+    top_k: int,
+    device: str = "auto",
+    data: Any | None = None,
+    *,
+    with_reference: bool = False,
 ) -> dict[str, Any] | None:
     """The ensemble a classification study builds when it ends: :func:`build_ensemble` of its
     ``top_k`` best trials, when at least two kept a checkpoint here (an ensemble of one is the best
-    trial).  Returns the record it wrote to study_results.json, or None.  A failure is logged and
-    skipped: the study is already saved, and ``tunelab ensemble`` can be run again by hand."""
+    trial; with MiniRocket, ``with_reference``, one trial is enough).  Returns the record it wrote
+    to study_results.json, or None.  A failure is logged and skipped: the study is already saved,
+    and ``tunelab ensemble`` can be run again by hand."""
     if not ENABLED or top_k < 2:
         return None
     try:
-        result = build_ensemble(study_dir, top_k, device=device, data=data, min_members=2)
+        result = build_ensemble(
+            study_dir, top_k, with_reference=with_reference, device=device, data=data, min_members=2 - with_reference
+        )
     except UserError as exc:  # e.g. fewer than two trials kept a checkpoint on this host
         log.info("no ensemble for %s: %s", study_dir, exc)
         return None

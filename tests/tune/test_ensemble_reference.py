@@ -61,6 +61,23 @@ def test_ensemble_zero_ends_a_study_without_one(tmp_path: Path) -> None:
     assert not (tmp_path / "z" / "ensemble").exists() and "Ensemble of" not in out.output
 
 
+@pytest.mark.reference
+def test_ensemble_reference_puts_minirocket_in_the_studys_ensemble(tmp_path: Path) -> None:
+    from tunelab import ensemble
+
+    args = ["tune", "--model", "gru", "--trials", "2", "--epochs", "1", *TINY, "--no-report", "--ensemble", "2"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ensemble, "ENABLED", True)
+        out = CliRunner().invoke(app, [*args, "--ensemble-reference", "--save-dir", str(tmp_path), "--study-name", "r"])
+    assert out.exit_code == 0, out.output
+    record = json.loads((tmp_path / "r" / "study_results.json").read_text())["ensemble"]
+    assert record["members"][-1] == "MiniRocket" and len(record["members"]) == 3
+    manifest = json.loads((tmp_path / "r" / "ensemble" / "ensemble.json").read_text())
+    assert manifest["with_reference"] is True and manifest["metrics"]["test_acc"] == record["test_acc"]
+    assert "Ensemble of the 2 best trials and MiniRocket: test_acc=" in out.output
+    assert "ensemble of 2 + MiniRocket vs MiniRocket: " in out.output
+
+
 def test_no_reference_flag_skips_it(tmp_path: Path) -> None:
     args = ["tune", "--model", "gru", "--trials", "1", "--epochs", "1", *TINY, "--no-report", "--no-reference"]
     out = CliRunner().invoke(app, [*args, "--save-dir", str(tmp_path), "--study-name", "n"])

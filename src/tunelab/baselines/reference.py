@@ -84,8 +84,18 @@ def comparison_lines(
     if ensemble:
         diff = _points(ensemble.get(metric), ref)
         if diff is not None:
-            lines.append(
-                f"ensemble of {len(ensemble.get('members', []))} vs {name}: {diff} {metric}"
-                f" ({ensemble[metric]:.4f} vs {ref:.4f})"
-            )
+            lines.append(f"{ensemble_label(ensemble)} vs {name}: {diff} {metric} ({ensemble[metric]:.4f} vs {ref:.4f})")
     return lines
+
+
+def ensemble_parts(ensemble: dict[str, Any]) -> tuple[int, list[str]]:
+    """How many trials an ensemble record averages, and its other members by name (the reference,
+    when it joined: a record's ``members`` are trial numbers and names)."""
+    members = ensemble.get("members", [])
+    return sum(isinstance(m, int) for m in members), [str(m) for m in members if not isinstance(m, int)]
+
+
+def ensemble_label(ensemble: dict[str, Any]) -> str:
+    """``ensemble of 5``, or ``ensemble of 5 + MiniRocket`` when the reference is a member."""
+    deep, others = ensemble_parts(ensemble)
+    return f"ensemble of {deep}" + "".join(f" + {m}" for m in others)

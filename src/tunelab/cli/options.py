@@ -99,6 +99,12 @@ def tracking_hints(tracking: Any) -> list[str]:
     return hints
 
 
+def print_tracking_hints(console: Any, tracking: Any) -> None:
+    """Print :func:`tracking_hints` (none when tracking is off), whole lines that stay copy-pastable."""
+    for hint in tracking_hints(tracking):
+        console.print(hint, highlight=False, soft_wrap=True)
+
+
 #: the seed scripts' flags that set a config key, and the tracking flags (a command's flags by name)
 SEED_FLAGS = ("epochs", "patience", "batch_size", "device", "data_path", "dataset", "classes", "seed")
 TRACKING_FLAGS = ("mlflow", "mlflow_uri", "wandb", "wandb_project", "wandb_entity", "wandb_group", "tensorboard")

@@ -141,8 +141,7 @@ def train(
         soft_wrap=True,
     )
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
-    for hint in opt.tracking_hints(tracking):
-        console.print(hint, highlight=False, soft_wrap=True)  # commands stay copy-pastable
+    opt.print_tracking_hints(console, tracking)
 
 
 @app.command()

@@ -115,9 +115,28 @@ EnsembleOpt = Annotated[
     ),
 ]
 
+EnsembleReferenceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ensemble-reference",
+        help="MiniRocket joins that ensemble as one more member (evaluate accepts it; export leaves MiniRocket out)",
+    ),
+]
+
 
 #: flags passed to TuneOptions as they are
-_OPTION_FLAGS = ("phase", "grid", "resume", "study_name", "workers", "pack_size", "enqueue", "artifacts", "ensemble")
+_OPTION_FLAGS = (
+    "phase",
+    "grid",
+    "resume",
+    "study_name",
+    "workers",
+    "pack_size",
+    "enqueue",
+    "artifacts",
+    "ensemble",
+    "ensemble_reference",
+)
 
 
 def _no_model_named(config: Path | None, model: str | None, enhanced: bool | None, locked: frozenset[str]) -> bool:
@@ -170,6 +189,7 @@ def tune_cmd(
     no_report: NoReportOpt = False,
     no_reference: NoReferenceOpt = False,
     ensemble: EnsembleOpt = 5,
+    ensemble_reference: EnsembleReferenceOpt = False,
     wandb: opt.WandbOpt = False,
     wandb_project: opt.WandbProjectOpt = None,
     wandb_entity: opt.WandbEntityOpt = None,
@@ -209,13 +229,12 @@ def tune_cmd(
         reference=not no_reference,
         portfolio=_no_model_named(config, model, enhanced, locked),
     )
+    reporter = ConsoleReporter(console)
     if not auto_tune_all:
-        tunelab.api.tune(cfg, opts, reporter=ConsoleReporter(console))
+        tunelab.api.tune(cfg, opts, reporter=reporter)
     else:
-        runs = tunelab.api.auto_tune_all(cfg, family_labels(model, enhanced), opts, reporter=ConsoleReporter(console))
-        _compare_families(runs)
-    for hint in opt.tracking_hints(tracking):  # none when tracking is off
-        console.print(hint, highlight=False, soft_wrap=True)  # commands stay copy-pastable
+        _compare_families(tunelab.api.auto_tune_all(cfg, family_labels(model, enhanced), opts, reporter=reporter))
+    opt.print_tracking_hints(console, tracking)
 
 
 def _best_params_files(best_params: Path | None, overrides: list[str] | None) -> tuple[Any, list[str]]:

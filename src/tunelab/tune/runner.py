@@ -95,7 +95,9 @@ def tune(
         if opts.ensemble > 1 and p.task == "classification" and len(p.objectives) == 1:
             from tunelab.ensemble import study_ensemble
 
-            ensemble = study_ensemble(p.study_dir, opts.ensemble, data=data)  # the splits the trials saw
+            ensemble = study_ensemble(  # on the splits the trials saw
+                p.study_dir, opts.ensemble, data=data, with_reference=opts.ensemble_reference
+            )
         if opts.report:
             _analyze(p.study_dir, study)
         result = study_result(study, p.study_dir, p.shown, p.objectives, p.family)

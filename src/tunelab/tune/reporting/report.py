@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tunelab.baselines.reference import comparison_lines
+from tunelab.baselines.reference import comparison_lines, ensemble_parts
 from tunelab.results.attrs import TRIAL
 
 if TYPE_CHECKING:
@@ -93,8 +93,10 @@ def best_summary(result: Any) -> list[str]:
         lines.append(f"  Model: {model}, {result.best_n_params:,} parameters, {result.best_epochs} epochs")
     reference, ensemble = getattr(result, "reference", None), getattr(result, "ensemble", None)
     if ensemble and isinstance(ensemble.get("test_acc"), (int, float)):
+        deep, others = ensemble_parts(ensemble)
         lines.append(
-            f"  Ensemble of the {len(ensemble.get('members', []))} best trials: test_acc={fmt_value(ensemble['test_acc'])}"
+            f"  Ensemble of the {deep} best trials{''.join(f' and {m}' for m in others)}:"
+            f" test_acc={fmt_value(ensemble['test_acc'])}"
             f"  test_f1={fmt_value(ensemble.get('test_f1'))}  (saved in {result.study_dir}/ensemble)"
         )
     lines += [f"  {line}" for line in comparison_lines(reference, result.best_metrics, ensemble)]
