@@ -65,10 +65,11 @@ def test_ensemble_zero_ends_a_study_without_one(tmp_path: Path) -> None:
 def test_ensemble_reference_puts_minirocket_in_the_studys_ensemble(tmp_path: Path) -> None:
     from tunelab import ensemble
 
-    args = ["tune", "--model", "gru", "--trials", "2", "--epochs", "1", *TINY, "--no-report", "--ensemble", "2"]
+    args = ["tune", "--model", "gru", "--trials", "2", "--epochs", "1", *TINY, "--no-report", "--ensemble-reference"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ensemble, "ENABLED", True)
-        out = CliRunner().invoke(app, [*args, "--ensemble-reference", "--save-dir", str(tmp_path), "--study-name", "r"])
+        out = CliRunner().invoke(app, [*args, "--ensemble", "2", "--save-dir", str(tmp_path), "--study-name", "r"])
+        one = CliRunner().invoke(app, [*args, "--ensemble", "1", "--save-dir", str(tmp_path), "--study-name", "r1"])
     assert out.exit_code == 0, out.output
     record = json.loads((tmp_path / "r" / "study_results.json").read_text())["ensemble"]
     assert record["members"][-1] == "MiniRocket" and len(record["members"]) == 3
@@ -76,6 +77,8 @@ def test_ensemble_reference_puts_minirocket_in_the_studys_ensemble(tmp_path: Pat
     assert manifest["with_reference"] is True and manifest["metrics"]["test_acc"] == record["test_acc"]
     assert "Ensemble of the 2 best trials and MiniRocket: test_acc=" in out.output
     assert "ensemble of 2 + MiniRocket vs MiniRocket: " in out.output
+    assert one.exit_code == 0, one.output  # the best trial and MiniRocket
+    assert len(json.loads((tmp_path / "r1" / "study_results.json").read_text())["ensemble"]["members"]) == 2
 
 
 def test_no_reference_flag_skips_it(tmp_path: Path) -> None:

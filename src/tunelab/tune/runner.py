@@ -92,7 +92,7 @@ def tune(
             close_session(study, p.session)
             p.writer.update(study, p.objectives, final=True)
         ensemble = None
-        if opts.ensemble > 1 and p.task == "classification" and len(p.objectives) == 1:
+        if opts.ensemble + opts.ensemble_reference > 1 and p.task == "classification" and len(p.objectives) == 1:
             from tunelab.ensemble import study_ensemble
 
             ensemble = study_ensemble(  # on the splits the trials saw
