@@ -307,11 +307,11 @@ def study_ensemble(
     with_reference: bool = False,
 ) -> dict[str, Any] | None:
     """The ensemble a classification study builds when it ends: :func:`build_ensemble` of its
-    ``top_k`` best trials, when at least two kept a checkpoint here (an ensemble of one is the best
-    trial; with MiniRocket, ``with_reference``, one trial is enough, and ``top_k`` may be 1).  Returns the record it wrote
-    to study_results.json, or None.  A failure is logged and skipped: the study is already saved,
-    and ``tunelab ensemble`` can be run again by hand."""
-    if not ENABLED or top_k < 1 or top_k + with_reference < 2:
+    ``top_k`` best trials and, with ``with_reference``, MiniRocket, when it has two members or more
+    (an ensemble of one is the best trial).  Returns the record it wrote to study_results.json, or
+    None.  A failure is logged and skipped: the study is already saved, and ``tunelab ensemble`` can
+    be run again by hand."""
+    if not ENABLED or top_k + with_reference < 2:
         return None
     try:
         result = build_ensemble(
