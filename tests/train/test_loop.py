@@ -174,3 +174,36 @@ def test_a_captured_single_trial_trains_as_its_eager_steps(family: str) -> None:
     assert torch.allclose(losses, eager_losses, rtol=1e-4)
     for name, w in eager.model.state_dict().items():
         assert torch.allclose(captured.model.state_dict()[name], w, rtol=1e-3, atol=1e-5), name
+
+
+def test_the_deadline_anneal_decays_linearly_to_zero_and_continues_from_where_it_is() -> None:
+    schedule = LRSchedule(load_config(None, ["train.schedule=none", "train.lr=0.01"]).train, steps_per_epoch=10)
+    assert schedule.lr(0.01, 5) == 0.01 and not schedule.annealing
+    schedule.anneal(10, 10)  # a stop known 10 steps ahead: 1 at step 10, 0 at step 20
+    assert [round(schedule.anneal_factor(s), 6) for s in (10, 15, 20, 25)] == [1.0, 0.5, 0.0, 0.0]
+    schedule.anneal(15, 10)  # a fresh estimate (the stop is later): from 0.5 now to 0 at step 25
+    assert [round(schedule.anneal_factor(s), 6) for s in (15, 20, 25)] == [0.5, 0.25, 0.0]
+    assert schedule.lr(0.01, 20) == pytest.approx(0.0025)
+
+
+class _StopsNow(BaseCallback):
+    """Says the run will be stopped now (its time is up) without stopping it."""
+
+    def on_fit_start(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        import time
+
+        ctx.stop_at = time.time()
+
+
+def test_a_member_whose_stop_is_near_anneals_its_learning_rate_and_the_others_do_not() -> None:
+    """Solo and in a pack: a member with a known stop (``ctx.stop_at``) decays to the floor within an
+    epoch of its estimate; a member without one, or with ``deadline_anneal=0``, keeps its rate."""
+    args = [*ONE[:-3], "train.schedule=plateau", "train.early_stopping.patience=null", "train.lr=0.004"]
+    cfg = load_config(None, args)
+    off = load_config(None, [*args, "train.deadline_anneal=0"])
+    solo = fit(cfg, data=tiny_splits(n=48), callbacks=[_StopsNow()])
+    lrs = [r.metrics["lr/head"] for r in solo.history]
+    assert lrs[0] == pytest.approx(0.004) and 0 < lrs[1] < lrs[0] and lrs[2] == cfg.train.min_lr
+    annealed, free, disabled = fit_pack([cfg, cfg, off], tiny_splits(n=48), [[_StopsNow()], [], [_StopsNow()]])
+    assert [r.metrics["lr/head"] for r in annealed.history] == pytest.approx(lrs)
+    assert all(r.metrics["lr/head"] == pytest.approx(0.004) for r in free.history + disabled.history)

@@ -130,14 +130,18 @@ def test_queued_trials_share_the_time_left_and_the_deadline_stops_the_rest(monke
     waiting = [3]
     cb = mod.StudyDeadline(deadline=180.0, waiting=lambda: waiting[0])
     report = EpochReport(epoch=1, metrics={})
-    cb.on_fit_start(None)  # type: ignore[arg-type]  (3 more queued: this one gets a quarter of 80 s)
+    ctx = SimpleNamespace(stop_at=None)
+    cb.on_fit_start(ctx)  # type: ignore[arg-type]  (3 more queued: this one gets a quarter of 80 s)
+    assert ctx.stop_at == 120.0  # the run knows when it will stop (its schedule anneals to it)
     clock[0] = 119.0
     cb.on_epoch_end(None, report)  # type: ignore[arg-type]
     clock[0] = 120.5
     with pytest.raises(StopTraining, match=mod.SHARE_REASON):
         cb.on_epoch_end(None, report)  # type: ignore[arg-type]
     waiting[0] = 0
-    cb.on_fit_start(None)  # type: ignore[arg-type]  (nothing queued: the whole rest)
+    ctx.stop_at = None
+    cb.on_fit_start(ctx)  # type: ignore[arg-type]  (nothing queued: the whole rest)
+    assert ctx.stop_at == 180.0
     clock[0] = 179.0
     cb.on_epoch_end(None, report)  # type: ignore[arg-type]
     clock[0] = 181.0

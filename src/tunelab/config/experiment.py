@@ -114,6 +114,13 @@ class TrainConfig(StrictModel):
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     plateau_patience: int = Field(5, ge=0)
     min_lr: float = Field(1e-7, ge=0)
+    deadline_anneal: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="when a time limit will stop the run (a study's timeout or time share), decay the "
+        "learning rate linearly to 0 over this last fraction of its time; 0 disables",
+    )
     batch_size: int = shape(32, "sequences per optimizer step (before accumulation)", ge=1)
     max_epochs: int = Field(60, ge=1)
     steps_per_epoch: int | None = Field(

@@ -151,12 +151,13 @@ class PackedSchedule:
     def lrs(self, step: int, device: torch.device) -> Tensor:
         """``[2, K]`` learning rates at optimizer step ``step``."""
         key = (str(device), tuple(s.plateau for s in self.schedules))
-        if self._constant and key in self._cache:
+        constant = self._constant and not any(s.annealing for s in self.schedules)
+        if constant and key in self._cache:
             return self._cache[key]
         out = torch.tensor(self.host_lrs(step), dtype=torch.float32).T.contiguous()
         # pinned + non-blocking on CUDA: the host does not wait for the queued steps
         out = out.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else out.to(device)
-        if self._constant:
+        if constant:
             self._cache = {k: v for k, v in self._cache.items() if k[1] == key[1]}
             self._cache[key] = out
         return out

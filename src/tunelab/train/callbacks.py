@@ -47,7 +47,7 @@ class EpochReport:
 
 @dataclass
 class FitContext:
-    """Read-only facts about the run, handed to every callback."""
+    """Facts about the run, handed to every callback (read-only but for ``stop_at``)."""
 
     config: ExperimentConfig
     meta: DataMeta
@@ -55,6 +55,9 @@ class FitContext:
     n_params: int
     run_dir: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: A clock time (``time.time()``) at which a callback will stop this run at its next epoch end,
+    #: set in ``on_fit_start`` (the study's deadline, a time share); the learning rate anneals to it.
+    stop_at: float | None = None
 
 
 @runtime_checkable

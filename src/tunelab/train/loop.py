@@ -94,7 +94,7 @@ def _train(
             if m.end_epoch(epoch, metrics):
                 improved.append(s)
             if m.stop_reason != "diverged":
-                engine.on_epoch_end(s, metrics["val_loss"])
+                engine.on_epoch_end(s, metrics["val_loss"], m.steps_left(seconds, engine.steps_per_epoch))
         engine.keep_best(improved)
         stopped = [s for s, i in enumerate(slots) if members[i].stop_reason is not None and i not in handed]
         for s in stopped:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ class Member:
     stop_reason: str | None = None
     exception: BaseException | None = None
     seconds: float = 0.0
+    started: float = field(default_factory=time.time)  # clock time, for the deadline's anneal
 
     @classmethod
     def start(
@@ -114,6 +116,19 @@ class Member:
         if self.stop_reason is None and epoch >= self.cfg.train.max_epochs:
             self.stop_reason = "max_epochs"
         return improved
+
+    def steps_left(self, epoch_seconds: float, steps_per_epoch: int) -> int | None:
+        """Optimizer steps until the epoch end where a known stop (``ctx.stop_at``) ends this
+        member, once it is within the last ``train.deadline_anneal`` of the member's time (None
+        before, or with no stop known): the schedule anneals the learning rate to zero over them.
+        Epochs are assumed to last as long as the last one."""
+        stop_at, share = self.ctx.stop_at, self.cfg.train.deadline_anneal
+        if stop_at is None or share <= 0 or self.stop_reason is not None:
+            return None
+        left = stop_at - time.time()
+        if left > share * (stop_at - self.started):
+            return None
+        return max(1, math.ceil(left / max(epoch_seconds, 1e-9))) * steps_per_epoch
 
     def result(self, val: Any, test: Any, train_y: Tensor) -> RunResult:
         """The member's ``RunResult``: its best weights in its own single model, the final metrics,

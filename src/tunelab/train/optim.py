@@ -4,8 +4,9 @@ Parameter groups: the output layer (``model.head`` by convention) learns at ``lr
 ``lr x body_lr_scale`` (seed 003's core vs readout).  Biases and norm weights get no weight decay.
 
 Schedules are a per-step multiplier on each group's base lr, times a plateau factor updated per
-epoch.  We compute lr ourselves (instead of chaining torch schedulers) so warmup, cosine,
-one-cycle and plateau compose, and so a trial pack can later hold them as K-vectors.
+epoch, times the deadline's anneal (a linear decay to zero at a known stop, see
+:meth:`LRSchedule.anneal`).  We compute lr ourselves (instead of chaining torch schedulers) so
+warmup, cosine, one-cycle and plateau compose, and so a trial pack can hold them as K-vectors.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, capturable: bool = False
 
 
 class LRSchedule:
-    """lr(step) = base_lr x warmup/cosine/one-cycle multiplier x plateau factor (floored at min_lr)."""
+    """lr(step) = base_lr x warmup/cosine/one-cycle multiplier x plateau factor x the deadline's
+    anneal (floored at min_lr)."""
 
     def __init__(self, cfg: TrainConfig, steps_per_epoch: int) -> None:
         self.cfg = cfg
@@ -91,6 +93,23 @@ class LRSchedule:
         self.floor = cfg.min_lr if cfg.schedule == "plateau" else 0.0  # the plateau floor
         self._best = math.inf
         self._bad = 0
+        self._anneal: tuple[int, float, int] | None = None  # (from step, factor there, zero at step)
+
+    @property
+    def annealing(self) -> bool:
+        return self._anneal is not None
+
+    def anneal(self, step: int, steps_left: int) -> None:
+        """From ``step`` on, decay linearly from the present anneal factor to zero at
+        ``step + steps_left`` (called again each epoch with a fresh estimate)."""
+        self._anneal = (step, self.anneal_factor(step), step + max(1, steps_left))
+
+    def anneal_factor(self, step: int) -> float:
+        """The deadline's factor at ``step``: 1 until :meth:`anneal` is called."""
+        if self._anneal is None:
+            return 1.0
+        start, factor, end = self._anneal
+        return factor * min(1.0, max(0.0, (end - step) / (end - start)))
 
     def multiplier(self, step: int) -> float:
         """Schedule factor at optimizer step ``step`` (0-based), before the plateau factor."""
@@ -110,7 +129,7 @@ class LRSchedule:
 
     def lr(self, base_lr: float, step: int) -> float:
         """A group's learning rate at ``step``: base x schedule x plateau factor, at least the floor."""
-        return max(base_lr * (self.multiplier(step) * self.plateau), self.floor)
+        return max(base_lr * (self.multiplier(step) * self.plateau * self.anneal_factor(step)), self.floor)
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> None:
         """Set every group's lr for this step (in place where it is a device tensor: no host sync)."""

@@ -13,6 +13,12 @@ Queued trials (the portfolio's known-good configurations, ``--enqueue``) share t
 trial that starts while ``n`` others wait in the queue stops at its epoch end past ``1/(n+1)`` of
 the time left (stop reason ``time share``), so a short budget on a slow machine still tries every
 queued configuration instead of spending it all on the first.
+
+A run that will be stopped this way knows when (``FitContext.stop_at``): over the last
+``train.deadline_anneal`` of its time its learning rate decays linearly to zero at the epoch end
+where it stops (:meth:`tunelab.train.member.Member.steps_left`), so a model cut short by the
+budget ends annealed rather than mid-flight at its full learning rate (budget-aware schedules:
+Li et al., "Budgeted Training", ICLR 2020).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class StudyDeadline(BaseCallback):
         now = time.time()
         self.stop_at = now + (self.deadline - now) / (queued + 1) if queued > 0 else self.deadline
         self.reason = SHARE_REASON if queued > 0 else STOP_REASON
+        ctx.stop_at = self.stop_at if ctx.stop_at is None else min(ctx.stop_at, self.stop_at)
 
     def on_epoch_end(self, ctx: FitContext, report: EpochReport) -> None:
         if time.time() >= min(self.stop_at, self.deadline):
