@@ -118,9 +118,7 @@ class PackEngine(Engine):
         return {name: v[slot].clone() for name, v in self.best.items()}
 
     def on_epoch_end(self, slot: int, val_loss: float, steps_left: int | None = None) -> None:
-        self.schedule.on_epoch_end(slot, val_loss)
-        if steps_left is not None:
-            self.schedule.schedules[slot].anneal(self.step_count, steps_left)
+        self.schedule.on_epoch_end(slot, val_loss, self.step_count, steps_left)
 
     # ------------------------------------------------------------------ steps
 

@@ -166,8 +166,8 @@ class PackedSchedule:
         """(body, head) learning rate of each member at ``step``, as Python floats (for reports)."""
         return [(s.lr(body, step), s.lr(head, step)) for s, (body, head) in zip(self.schedules, self.base, strict=True)]
 
-    def on_epoch_end(self, member: int, val_loss: float) -> None:
-        self.schedules[member].on_epoch_end(val_loss)
+    def on_epoch_end(self, member: int, val_loss: float, step: int = 0, steps_left: int | None = None) -> None:
+        self.schedules[member].on_epoch_end(val_loss, step, steps_left)
 
     def select(self, idx: Sequence[int]) -> None:
         self.schedules = [self.schedules[i] for i in idx]

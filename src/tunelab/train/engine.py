@@ -144,9 +144,7 @@ class Engine:
     def on_epoch_end(self, slot: int, val_loss: float, steps_left: int | None = None) -> None:
         """The plateau schedule of member ``slot`` sees its validation loss; with ``steps_left``
         (a known stop that near) its learning rate anneals to zero over those steps."""
-        self.schedule.on_epoch_end(val_loss)
-        if steps_left is not None:
-            self.schedule.anneal(self.step_count, steps_left)
+        self.schedule.on_epoch_end(val_loss, self.step_count, steps_left)
 
     def select_(self, slots: Sequence[int]) -> None:
         """Keep only the members in ``slots`` (compaction; a pack of one never compacts)."""

@@ -142,8 +142,11 @@ class LRSchedule:
             else:
                 g["lr"] = lr
 
-    def on_epoch_end(self, val_loss: float) -> None:
-        """ReduceLROnPlateau semantics (mode min, relative threshold 1e-4, cooldown 0)."""
+    def on_epoch_end(self, val_loss: float, step: int = 0, steps_left: int | None = None) -> None:
+        """ReduceLROnPlateau semantics (mode min, relative threshold 1e-4, cooldown 0); with
+        ``steps_left`` (a known stop that near, at optimizer step ``step``), :meth:`anneal` to it."""
+        if steps_left is not None:
+            self.anneal(step, steps_left)
         if self.cfg.schedule != "plateau":
             return
         if val_loss < self._best * (1 - 1e-4) if self._best > 0 else val_loss < self._best:

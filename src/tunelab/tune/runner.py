@@ -92,7 +92,7 @@ def tune(
             close_session(study, p.session)
             p.writer.update(study, p.objectives, final=True)
         ensemble = None
-        if opts.ensemble + opts.ensemble_reference > 1 and p.task == "classification" and len(p.objectives) == 1:
+        if p.task == "classification" and len(p.objectives) == 1:  # study_ensemble counts the members
             from tunelab.ensemble import study_ensemble
 
             ensemble = study_ensemble(  # on the splits the trials saw
