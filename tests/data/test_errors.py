@@ -144,10 +144,25 @@ def test_config_level_problems(tmp_path: Path) -> None:
     seqs, labels, _ = small_dataset(n=7)
     labels = ["a", "a", "a", "b", "b", "b", "c"]  # 'c' has a single sequence
     (tmp_path / "rare.ts").write_text(ts_text(seqs, labels))
-    with pytest.raises(UserError, match="class 'c' has only 1 sequence"):
-        prepare(DataConfig(path=str(tmp_path / "rare.ts")), seed=0)
-    splits = prepare(DataConfig(path=str(tmp_path / "rare.ts"), classes=2), seed=0)  # the suggested fix works
+    splits = prepare(DataConfig(path=str(tmp_path / "rare.ts"), classes=2), seed=0)  # keeps the frequent classes
     assert splits.meta.class_names == ("a", "b")
+
+
+def test_a_class_with_one_sequence_stays_in_training(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    seqs, _, _ = small_dataset(n=12)
+    labels = ["a"] * 6 + ["b"] * 5 + ["c"]  # 'c' has a single sequence: it cannot be on both sides
+    (tmp_path / "rare_TRAIN.ts").write_text(ts_text(seqs, labels))
+    (tmp_path / "rare_TEST.ts").write_text(ts_text(seqs[:4], ["a", "b", "c", "a"]))
+    with caplog.at_level("WARNING"):
+        splits = prepare(DataConfig(path=str(tmp_path)), seed=0)
+    c = splits.meta.class_names.index("c")
+    assert int((splits.train.y == c).sum()) == 1 and int((splits.val.y == c).sum()) == 0
+    assert {0, 1} <= set(splits.val.y.tolist())  # the other classes are still stratified
+    assert len(splits.train) + len(splits.val) == 12
+    assert "class 'c' has 1 sequence in the train split: it stays in training" in caplog.text
+    (tmp_path / "single.ts").write_text(ts_text(seqs[:2], ["a", "b"]))
+    with pytest.raises(UserError, match="every class has a single sequence"):
+        prepare(DataConfig(path=str(tmp_path / "single.ts")), seed=0)
 
 
 def test_cli_exit_code_2_on_bad_data(

@@ -299,10 +299,10 @@ CASES = [
         data_study("s.npz", npz(x=RNG.normal(size=(20, 5, 2)), y=np.zeros(20))),
     ),
     Case(
-        "class-too-small-to-stratify",
+        "too-few-to-split",
         TUNE,
-        ("class '2' has only 1 sequence", "too few to stratify", "data.classes=N"),
-        data_study("t.npz", npz(x=RNG.normal(size=(20, 5, 2)), y=np.array([0] * 10 + [1] * 9 + [2]))),
+        ("t.npz", "every class has a single sequence", "add data"),
+        data_study("t.npz", npz(x=RNG.normal(size=(3, 5, 2)), y=np.array([0, 1, 2]))),
     ),
     Case(
         "ts-broken-header",

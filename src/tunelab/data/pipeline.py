@@ -131,6 +131,7 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> SequenceData:
 def prepare(cfg: DataConfig, seed: int) -> Splits:
     """Load, split (official or stratified, seeded) and normalise the data (see the module doc)."""
     data = load_dataset(cfg, seed)
+    where = f"{cfg.path or cfg.name}: "  # split messages name the data
     official = data.split is not None and bool((data.split == 0).any()) and bool((data.split == 1).any())
     if official:
         assert data.split is not None
@@ -142,11 +143,15 @@ def prepare(cfg: DataConfig, seed: int) -> Splits:
             cfg.test_fraction,
             torch.Generator().manual_seed(TEST_SPLIT_SEED),
             part="data",
-            key="data.test_fraction",
+            key=f"{where}data.test_fraction",
         )
         train_all, test = data.subset(rest), data.subset(held)
     keep, val_idx = split_indices(
-        train_all, cfg.val_fraction, torch.Generator().manual_seed(seed), part="train split", key="data.val_fraction"
+        train_all,
+        cfg.val_fraction,
+        torch.Generator().manual_seed(seed),
+        part="train split",
+        key=f"{where}data.val_fraction",
     )
     train, val = train_all.subset(keep), train_all.subset(val_idx)
     parts = [train, val, test]

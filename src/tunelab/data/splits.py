@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 from torch import Tensor
@@ -12,6 +13,8 @@ from tunelab.errors import UserError
 
 __all__ = ["keep_top_classes", "split_indices"]
 
+log = logging.getLogger(__name__)
+
 
 def split_indices(
     data: SequenceData, fraction: float, generator: torch.Generator, *, part: str, key: str
@@ -19,8 +22,10 @@ def split_indices(
     """Split the rows of ``data`` into (rest, held-out) index tensors, both sorted.
 
     Classification is stratified: each class gives ``round(fraction * n_c)`` rows (at least one,
-    and at least one stays), so every class appears on both sides; a class with a single row
-    cannot be split and raises a UserError.  Other tasks split at random.  ``part`` names the
+    and at least one stays), so every class with two rows or more appears on both sides.  A class
+    with a single row stays on the training side, with a warning: the model still learns it, and
+    the held-out part has none of it (small public datasets have such classes: UCR's
+    DiatomSizeReduction has one in its 16 training series).  Other tasks split at random.  ``part`` names the
     part being split ("train split", "data") and ``key`` the config key, for messages.
     """
     n = len(data)
@@ -31,6 +36,8 @@ def split_indices(
         perm = torch.randperm(n, generator=generator)
         return perm[k:].sort().values, perm[:k].sort().values
     y = data.y.cpu()
+    if int(torch.bincount(y).max()) < 2:
+        raise UserError(f"{key}: every class has a single sequence in the {part}; nothing can be held out, add data")
     held, rest = [], []
     for c in range(data.meta.n_classes):
         idx = torch.nonzero(y == c).flatten()
@@ -38,10 +45,15 @@ def split_indices(
             continue
         if len(idx) == 1:
             name = data.meta.class_names[c] if c < len(data.meta.class_names) else str(c)
-            raise UserError(
-                f"{key}: class {name!r} has only 1 sequence in the {part}, too few to stratify; "
-                "keep the frequent classes with data.classes=N, or add data for it"
+            log.warning(
+                "%s: class %r has 1 sequence in the %s: it stays in training, and the held-out part has none"
+                " of it (data.classes=N keeps the frequent classes)",
+                key,
+                name,
+                part,
             )
+            rest.append(idx)
+            continue
         idx = idx[torch.randperm(len(idx), generator=generator)]
         k = min(max(1, round(fraction * len(idx))), len(idx) - 1)
         held.append(idx[:k])
