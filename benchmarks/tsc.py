@@ -167,7 +167,7 @@ def _header(args: argparse.Namespace, rows: list[dict[str, Any]], origins: dict[
             f"Data (official train/test splits): {data}.  ",
             "tunelab = the best trial's test accuracy, ensemble = the study's own top-k ensemble (`--ensemble`), ens+MR = "
             "`tunelab ensemble --top-k` with "
-            "`--with-reference` (MiniRocket as one more member); MiniRocket = the study's "
+            "`--with-reference` (the top-k mean and MiniRocket, half each); MiniRocket = the study's "
             "reference fitted in the same run; InceptionTime, HC2, MiniRocket_pub = published, default split "
             "(benchmarks/published_tsc.csv); chance = the test rate of the training split's majority class.",
             *(["Stopped or failed: " + "; ".join(notes) + "."] if notes else []),

@@ -132,6 +132,35 @@ def test_an_ensemble_with_the_reference_refits_it_the_same_to_evaluate(study: tu
     assert out.exit_code == 0, out.output
     manifest = json.loads((sdir / "ensemble" / "ensemble.json").read_text())
     assert [(m["trial"] is None, m.get("name")) for m in manifest["members"]][-1] == (True, "MiniRocket")
+    assert [m["weight"] for m in manifest["members"]] == [0.5, 0.5]  # two families, an equal say
     ev = CliRunner().invoke(app, ["evaluate", str(sdir / "ensemble"), "--json"])
     assert ev.exit_code == 0, ev.output
     assert json.loads(ev.output)["test_acc"] == pytest.approx(manifest["metrics"]["test_acc"])
+
+
+def test_weighted_probabilities_are_the_weighted_mean_and_minirocket_weighs_its_share() -> None:
+    from tunelab.ensemble import mean_probabilities, member_weights
+
+    gen = torch.Generator().manual_seed(0)
+    logits = [torch.randn(7, 3, generator=gen) for _ in range(3)]
+    temps = [1.0, 2.0, 0.5]
+    probs = [torch.softmax(z / t, -1) for z, t in zip(logits, temps, strict=True)]
+    assert member_weights(2, 0.5) == [0.25, 0.25, 0.5] and member_weights(4, None) == [0.25] * 4
+    got = mean_probabilities(logits, temps, member_weights(2, 0.5))
+    assert torch.allclose(got, 0.25 * probs[0] + 0.25 * probs[1] + 0.5 * probs[2])
+    assert torch.allclose(got.sum(-1), torch.ones(7))
+    assert torch.allclose(mean_probabilities(logits, temps, [2.0, 2.0, 2.0]), mean_probabilities(logits, temps))
+
+
+@pytest.mark.reference
+def test_the_reference_weight_is_saved_and_evaluate_uses_it(study: tuple[Path, str]) -> None:
+    sdir, _ = study
+    out = CliRunner().invoke(app, ["ensemble", str(sdir), "-k", "2", "--with-reference", "--reference-weight", "0.25"])
+    assert out.exit_code == 0, out.output
+    assert "MiniRocket weighing 0.25" in out.output
+    manifest = json.loads((sdir / "ensemble" / "ensemble.json").read_text())
+    assert [m["weight"] for m in manifest["members"]] == [0.375, 0.375, 0.25]
+    ev = CliRunner().invoke(app, ["evaluate", str(sdir / "ensemble"), "--json"])
+    assert json.loads(ev.output)["test_loss"] == pytest.approx(manifest["metrics"]["test_loss"], rel=1e-5)
+    bad = CliRunner().invoke(app, ["ensemble", str(sdir), "--with-reference", "--reference-weight", "1.5"])
+    assert "--reference-weight 1.5: use a share between 0 and 1" in str(bad.exception)  # main() prints it, exit 2

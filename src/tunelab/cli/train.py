@@ -179,16 +179,26 @@ def ensemble_cmd(
     study_dir: Annotated[Path, typer.Argument(help="a runs/<study> folder written by `tunelab tune`")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="how many of the best trials to average")] = 5,
     with_reference: Annotated[
-        bool, typer.Option("--with-reference", help="add MiniRocket as one more member (refitted)")
+        bool, typer.Option("--with-reference", help="add MiniRocket (refitted) as the ensemble's other half")
     ] = False,
+    reference_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--reference-weight",
+            help="MiniRocket's share with --with-reference (default 0.5); the trials share the rest",
+        ),
+    ] = None,
     device: opt.DeviceOpt = None,
     plugin: opt.PluginOpt = None,
 ) -> None:
     """Average the calibrated probabilities of the study's K best trials; score on test; save STUDY_DIR/ensemble/."""
     load_plugins(plugin)
-    from tunelab.ensemble import build_ensemble, describe
+    from tunelab.ensemble import REFERENCE_WEIGHT, build_ensemble, describe
 
-    result = build_ensemble(study_dir, top_k, with_reference=with_reference, device=device or "auto")
+    weight = REFERENCE_WEIGHT if reference_weight is None else reference_weight
+    result = build_ensemble(
+        study_dir, top_k, with_reference=with_reference, reference_weight=weight, device=device or "auto"
+    )
     for line in describe(result):
         console.print(line, highlight=False)
     console.print(

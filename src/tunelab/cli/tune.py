@@ -119,7 +119,7 @@ EnsembleReferenceOpt = Annotated[
     bool,
     typer.Option(
         "--ensemble-reference",
-        help="MiniRocket joins that ensemble as one more member (evaluate accepts it; export leaves MiniRocket out)",
+        help="MiniRocket joins that ensemble as its other half (evaluate accepts it; export leaves MiniRocket out)",
     ),
 ]
 
