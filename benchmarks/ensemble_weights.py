@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from tunelab.ensemble import _members_from_study, _member_logits, _reference_logits, mean_probabilities
+from tunelab.ensemble import _member_logits, _members_from_study, _reference_logits, mean_probabilities
 
 HERE = Path(__file__).resolve().parent
 

@@ -2,8 +2,9 @@
 (issue 16).
 
 For each dataset: ``tunelab tune --data-path DIR --timeout S`` with no model flag (the default study,
-whatever it is at the time), which ends with its top-K ensemble (``--ensemble K``), then
-``tunelab ensemble STUDY --top-k K --with-reference``; from ``study_results.json`` the best trial's
+whatever it is at the time), which ends with its top-K ensemble (``--ensemble K``; MiniRocket is its
+other half), then ``tunelab ensemble STUDY --top-k K --without-reference`` (the trials alone; it
+replaces the study's saved ensemble); from ``study_results.json`` the best trial's
 and the ensembles' test accuracy, and MiniRocket's (the study's own reference, fitted in the same
 run on the same split).  Published InceptionTime and HIVE-COTE 2 accuracies on the same
 default split join from benchmarks/published_tsc.csv (the 2023 bake-off's results files, see
@@ -128,9 +129,9 @@ def run(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     results_file = save / study / "study_results.json"
     if not results_file.is_file():
         return row
-    # the study ends with its top-k ensemble (--ensemble K); with one completed trial it has none
-    ensembles = {"ensemble": (json.loads(results_file.read_text()).get("ensemble") or {}).get("test_acc")}
-    for label, extra in (("ens+MR", ["--with-reference"]),) if args.top_k > 0 else ():
+    # the study ends with its top-k ensemble and MiniRocket (--ensemble K), then the trials alone
+    ensembles = {"ens+MR": (json.loads(results_file.read_text()).get("ensemble") or {}).get("test_acc")}
+    for label, extra in (("ensemble", ["--without-reference"]),) if args.top_k > 0 else ():
         if not json.loads(results_file.read_text()).get("best_trial"):
             break
         ens = ["ensemble", str(save / study), "--top-k", str(args.top_k), "--device", args.device, *extra]
@@ -165,9 +166,9 @@ def _header(args: argparse.Namespace, rows: list[dict[str, Any]], origins: dict[
             f"Device: {dev}, torch {torch.__version__}; {args.budget:g} s per study (`--timeout`), "
             f"{args.jobs} at once, ensemble of the top {args.top_k}.  ",
             f"Data (official train/test splits): {data}.  ",
-            "tunelab = the best trial's test accuracy, ensemble = the study's own top-k ensemble (`--ensemble`), ens+MR = "
-            "`tunelab ensemble --top-k` with "
-            "`--with-reference` (the top-k mean and MiniRocket, half each); MiniRocket = the study's "
+            "tunelab = the best trial's test accuracy, ensemble = the top-k trials' mean (`tunelab ensemble --top-k K "
+            "--without-reference`), ens+MR = the study's own ensemble (`--ensemble K`: the top-k mean and MiniRocket, "
+            "half each); MiniRocket = the study's "
             "reference fitted in the same run; InceptionTime, HC2, MiniRocket_pub = published, default split "
             "(benchmarks/published_tsc.csv); chance = the test rate of the training split's majority class.",
             *(["Stopped or failed: " + "; ".join(notes) + "."] if notes else []),

@@ -46,10 +46,13 @@ def test_a_classification_study_ends_with_its_ensemble_beside_the_best_trial_and
     study: tuple[Path, str],
 ) -> None:
     sdir, output = study
-    assert "Ensemble of the 3 best trials: test_acc=" in output and "ensemble of 3 vs MiniRocket: " in output
+    assert "Ensemble of the 3 best trials and MiniRocket: test_acc=" in output
+    assert "ensemble of 3 + MiniRocket vs MiniRocket: " in output
     manifest = json.loads((sdir / "ensemble" / "ensemble.json").read_text())
-    assert manifest["format"] == "tunelab-ensemble-1" and manifest["members"]
-    assert "ensemble of 3 vs MiniRocket" in (sdir / "report.html").read_text()
+    assert manifest["format"] == "tunelab-ensemble-1" and manifest["with_reference"] is True
+    assert [m.get("name") for m in manifest["members"]][-1] == "MiniRocket" and len(manifest["members"]) == 4
+    assert [m["weight"] for m in manifest["members"]] == pytest.approx([1 / 6] * 3 + [0.5])  # half each family
+    assert "ensemble of 3 + MiniRocket vs MiniRocket" in (sdir / "report.html").read_text()
 
 
 @pytest.mark.reference
@@ -62,23 +65,34 @@ def test_ensemble_zero_ends_a_study_without_one(tmp_path: Path) -> None:
 
 
 @pytest.mark.reference
-def test_ensemble_reference_puts_minirocket_in_the_studys_ensemble(tmp_path: Path) -> None:
-    from tunelab import ensemble
-
-    args = ["tune", "--model", "gru", "--trials", "2", "--epochs", "1", *TINY, "--no-report", "--ensemble-reference"]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ensemble, "ENABLED", True)
-        out = CliRunner().invoke(app, [*args, "--ensemble", "2", "--save-dir", str(tmp_path), "--study-name", "r"])
-        one = CliRunner().invoke(app, [*args, "--ensemble", "1", "--save-dir", str(tmp_path), "--study-name", "r1"])
-    assert out.exit_code == 0, out.output
-    record = json.loads((tmp_path / "r" / "study_results.json").read_text())["ensemble"]
-    assert record["members"][-1] == "MiniRocket" and len(record["members"]) == 3
-    manifest = json.loads((tmp_path / "r" / "ensemble" / "ensemble.json").read_text())
-    assert manifest["with_reference"] is True and manifest["metrics"]["test_acc"] == record["test_acc"]
-    assert "Ensemble of the 2 best trials and MiniRocket: test_acc=" in out.output
-    assert "ensemble of 2 + MiniRocket vs MiniRocket: " in out.output
-    assert one.exit_code == 0, one.output  # the best trial and MiniRocket
-    assert len(json.loads((tmp_path / "r1" / "study_results.json").read_text())["ensemble"]["members"]) == 2
+def test_the_studys_ensemble_leaves_minirocket_out_when_asked_or_without_a_reference(tmp_path: Path) -> None:
+    args = [
+        "tune",
+        "--model",
+        "gru",
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        *TINY,
+        "--no-report",
+        "--save-dir",
+        str(tmp_path),
+    ]
+    runs = {
+        "one": ["--ensemble", "1"],  # the best trial and MiniRocket
+        "deep": ["--ensemble", "2", "--no-ensemble-reference"],
+        "noref": ["--ensemble", "2", "--no-reference"],
+    }
+    for name, extra in runs.items():
+        out = CliRunner().invoke(app, [*args, *extra, "--study-name", name])
+        assert out.exit_code == 0, out.output
+    members = {n: json.loads((tmp_path / n / "study_results.json").read_text())["ensemble"]["members"] for n in runs}
+    assert len(members["one"]) == 2 and members["one"][-1] == "MiniRocket"
+    assert len(members["deep"]) == 2 and "MiniRocket" not in members["deep"]
+    assert len(members["noref"]) == 2 and "MiniRocket" not in members["noref"]
+    manifest = json.loads((tmp_path / "deep" / "ensemble" / "ensemble.json").read_text())
+    assert manifest["with_reference"] is False and [m["weight"] for m in manifest["members"]] == [0.5, 0.5]
 
 
 def test_no_reference_flag_skips_it(tmp_path: Path) -> None:
@@ -99,7 +113,7 @@ def test_an_ensemble_averages_its_members_calibrated_probabilities(study: tuple[
     from tunelab.train.trainer import predict
 
     sdir, _ = study
-    out = CliRunner().invoke(app, ["ensemble", str(sdir), "--top-k", "2"])
+    out = CliRunner().invoke(app, ["ensemble", str(sdir), "--top-k", "2", "--without-reference"])
     assert out.exit_code == 0, out.output
     assert "best single (trial" in out.output and "ensemble of 2" in out.output and "MiniRocket:" in out.output
     manifest = json.loads((sdir / "ensemble" / "ensemble.json").read_text())

@@ -179,8 +179,9 @@ def ensemble_cmd(
     study_dir: Annotated[Path, typer.Argument(help="a runs/<study> folder written by `tunelab tune`")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="how many of the best trials to average")] = 5,
     with_reference: Annotated[
-        bool, typer.Option("--with-reference", help="add MiniRocket (refitted) as the ensemble's other half")
-    ] = False,
+        bool,
+        typer.Option("--with-reference/--without-reference", help="MiniRocket (refitted) is the ensemble's other half"),
+    ] = True,
     reference_weight: Annotated[
         float | None,
         typer.Option(
@@ -191,7 +192,7 @@ def ensemble_cmd(
     device: opt.DeviceOpt = None,
     plugin: opt.PluginOpt = None,
 ) -> None:
-    """Average the calibrated probabilities of the study's K best trials; score on test; save STUDY_DIR/ensemble/."""
+    """Average the calibrated probabilities of the study's K best trials and MiniRocket; score on test; save STUDY_DIR/ensemble/."""
     load_plugins(plugin)
     from tunelab.ensemble import REFERENCE_WEIGHT, build_ensemble, describe
 

@@ -110,16 +110,17 @@ EnsembleOpt = Annotated[
     typer.Option(
         "--ensemble",
         min=0,
-        help="a classification study ends with the mean of its K best trials' calibrated probabilities,"
-        " scored on test and saved as STUDY/ensemble (0: none)",
+        help="a classification study ends with the mean of its K best trials' calibrated probabilities"
+        " (half) and MiniRocket's (half), scored on test and saved as STUDY/ensemble (0: none)",
     ),
 ]
 
 EnsembleReferenceOpt = Annotated[
     bool,
     typer.Option(
-        "--ensemble-reference",
-        help="MiniRocket joins that ensemble as its other half (evaluate accepts it; export leaves MiniRocket out)",
+        "--ensemble-reference/--no-ensemble-reference",
+        help="the study's MiniRocket reference is that ensemble's other half (evaluate accepts it; export leaves"
+        " MiniRocket out)",
     ),
 ]
 
@@ -189,7 +190,7 @@ def tune_cmd(
     no_report: NoReportOpt = False,
     no_reference: NoReferenceOpt = False,
     ensemble: EnsembleOpt = 5,
-    ensemble_reference: EnsembleReferenceOpt = False,
+    ensemble_reference: EnsembleReferenceOpt = True,
     wandb: opt.WandbOpt = False,
     wandb_project: opt.WandbProjectOpt = None,
     wandb_entity: opt.WandbEntityOpt = None,

@@ -32,6 +32,6 @@ class TuneOptions:
     source: str = "study"  # the study file, for messages
     reference: bool = True  # fit MiniRocket once on a classification study's split
     ensemble: int = 5  # a classification study ends with the mean of its K best trials (tunelab.ensemble); 0: none
-    ensemble_reference: bool = False  # MiniRocket joins that ensemble, weighing half (ensemble.REFERENCE_WEIGHT)
+    ensemble_reference: bool = True  # the study's MiniRocket reference joins that ensemble as its other half
     artifacts: str | None = None  # every trial's files to this artifact store (a shared path or s3://...)
     portfolio: bool = False  # no model named: search the default portfolio (tunelab.tune.space.portfolio)
