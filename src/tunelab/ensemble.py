@@ -125,8 +125,6 @@ def member_weights(n_deep: int, reference_weight: float | None) -> list[float]:
     (last) has ``reference_weight``; without it (None) the deep members share 1."""
     if reference_weight is None:
         return [1 / n_deep] * n_deep
-    if n_deep == 0:
-        return [1.0]
     return [(1 - reference_weight) / n_deep] * n_deep + [reference_weight]
 
 
