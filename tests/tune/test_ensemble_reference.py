@@ -66,26 +66,14 @@ def test_ensemble_zero_ends_a_study_without_one(tmp_path: Path) -> None:
 
 @pytest.mark.reference
 def test_the_studys_ensemble_leaves_minirocket_out_when_asked_or_without_a_reference(tmp_path: Path) -> None:
-    args = [
-        "tune",
-        "--model",
-        "gru",
-        "--trials",
-        "2",
-        "--epochs",
-        "1",
-        *TINY,
-        "--no-report",
-        "--save-dir",
-        str(tmp_path),
-    ]
+    args = ["tune", "--model", "gru", "--trials", "2", "--epochs", "1", *TINY, "--no-report"]
     runs = {
         "one": ["--ensemble", "1"],  # the best trial and MiniRocket
         "deep": ["--ensemble", "2", "--no-ensemble-reference"],
         "noref": ["--ensemble", "2", "--no-reference"],
     }
     for name, extra in runs.items():
-        out = CliRunner().invoke(app, [*args, *extra, "--study-name", name])
+        out = CliRunner().invoke(app, [*args, *extra, "--save-dir", str(tmp_path), "--study-name", name])
         assert out.exit_code == 0, out.output
     members = {n: json.loads((tmp_path / n / "study_results.json").read_text())["ensemble"]["members"] for n in runs}
     assert len(members["one"]) == 2 and members["one"][-1] == "MiniRocket"
