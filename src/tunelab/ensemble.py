@@ -268,7 +268,7 @@ def build_ensemble(
     study_dir: str | Path,
     top_k: int = 5,
     *,
-    with_reference: bool = False,
+    with_reference: bool | None = None,
     reference_weight: float = REFERENCE_WEIGHT,
     device: str = "auto",
     data: Any | None = None,
@@ -276,7 +276,8 @@ def build_ensemble(
 ) -> EnsembleResult:
     """Average the ``top_k`` best trials of the study in ``study_dir`` (plus MiniRocket with
     ``with_reference``, weighing ``reference_weight``), score it on val and test, and save it to
-    ``study_dir/ensemble/``.
+    ``study_dir/ensemble/``.  ``with_reference=None``: as the study, MiniRocket joins when the
+    study fitted it as its reference.
 
     ``data``: the prepared splits the study was given (``tune(..., data=)``); by default they are
     prepared again from the members' saved data settings.  Fewer than ``min_members`` trials with
@@ -287,6 +288,8 @@ def build_ensemble(
         raise UserError(f"--reference-weight {reference_weight:g}: use a share between 0 and 1 (0.5: half MiniRocket)")
     sdir = Path(study_dir)
     members, results = _members_from_study(sdir, top_k)
+    if with_reference is None:
+        with_reference = bool(results.get("reference"))
     if len(members) < min_members:
         raise UserError(f"{sdir}: {len(members)} completed trial(s) kept a checkpoint; an ensemble needs {min_members}")
     t0 = time.perf_counter()

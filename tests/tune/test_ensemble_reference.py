@@ -81,6 +81,12 @@ def test_the_studys_ensemble_leaves_minirocket_out_when_asked_or_without_a_refer
     assert len(members["noref"]) == 2 and "MiniRocket" not in members["noref"]
     manifest = json.loads((tmp_path / "deep" / "ensemble" / "ensemble.json").read_text())
     assert manifest["with_reference"] is False and [m["weight"] for m in manifest["members"]] == [0.5, 0.5]
+    # `tunelab ensemble` with neither flag rebuilds as the study did: MiniRocket when it has a reference
+    for name, joins in (("noref", False), ("deep", True)):
+        out = CliRunner().invoke(app, ["ensemble", str(tmp_path / name), "--top-k", "2"])
+        assert out.exit_code == 0, out.output
+        rebuilt = json.loads((tmp_path / name / "ensemble" / "ensemble.json").read_text())
+        assert rebuilt["with_reference"] is joins and ("MiniRocket weighing 0.5" in out.output) is joins
 
 
 def test_no_reference_flag_skips_it(tmp_path: Path) -> None:

@@ -179,9 +179,13 @@ def ensemble_cmd(
     study_dir: Annotated[Path, typer.Argument(help="a runs/<study> folder written by `tunelab tune`")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="how many of the best trials to average")] = 5,
     with_reference: Annotated[
-        bool,
-        typer.Option("--with-reference/--without-reference", help="MiniRocket (refitted) is the ensemble's other half"),
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--with-reference/--without-reference",
+            help="MiniRocket (refitted) is the ensemble's other half (default: when the study fitted it as its reference)",
+            show_default=False,
+        ),
+    ] = None,
     reference_weight: Annotated[
         float | None,
         typer.Option(
