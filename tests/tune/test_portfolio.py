@@ -119,6 +119,21 @@ def test_the_timeout_stops_running_trials_at_an_epoch_end_and_they_complete(tmp_
     assert 1 <= trial.user_attrs[TRIAL.EPOCHS] < 100000 and trial.value is not None
 
 
+def test_an_epoch_running_at_the_deadline_is_cut_there(tmp_path: Path, splits: Any) -> None:
+    """One epoch of 10^6 steps (hours on this data): the trial still ends at the deadline, after a
+    partial epoch that is evaluated like any other (long series on a CPU: one epoch of a GRU ran
+    40 s past a 120 s study before the cut)."""
+    train = {**TINY_BASE["train"], "max_epochs": 3, "steps_per_epoch": 10**6, "early_stopping": {"patience": None}}
+    cfg = study_from_mapping({"name": "cut", "base": {**TINY_BASE, "train": train}, "space": {"train.lr": [1e-3]}})
+    cfg = cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"timeout": 2.0})})
+    t0 = time.time()
+    result = tune(cfg, options(tmp_path), data=splits)
+    assert time.time() - t0 < 2.0 + 20.0  # a step, the evaluation and the study files past the deadline
+    (trial,) = _load(tmp_path, result.study_name).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["stop_reason"] == STOP_REASON
+    assert trial.user_attrs[TRIAL.EPOCHS] == 1 and trial.value is not None
+
+
 def test_queued_trials_share_the_time_left_and_the_deadline_stops_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 

@@ -186,7 +186,7 @@ class PackEngine(Engine):
         norm, clipped share), read from the device in one transfer."""
         val_m = self.evaluate(val)
         names = list(val_m)
-        steps = self.steps_per_epoch
+        steps = max(1, self.epoch_steps)
         sums = (self.loss_sum / steps, self.norm_sum / steps, self.clipped / steps)
         table = torch.stack([*sums, *(val_m[n].float() for n in names)]).T.tolist()
         lrs = self.schedule.host_lrs(self.step_count - 1)

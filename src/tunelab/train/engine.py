@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -84,6 +85,7 @@ class Engine:
         self.amp = first.train.amp
         micro = math.ceil(len(train) / self.tc.batch_size)
         self.steps_per_epoch = self.tc.steps_per_epoch or max(1, micro // self.tc.grad_accum)
+        self.epoch_steps = self.steps_per_epoch  # steps the last epoch ran (fewer when cut at a stop time)
         self._build()
         self.gen = torch.Generator().manual_seed(first.seed)
         self.aug_gen = torch.Generator(device=device).manual_seed(first.seed + 1)
@@ -199,15 +201,18 @@ class Engine:
         """The numeric settings of this engine's work (a pack may switch TF32 on)."""
         yield
 
-    def train_epoch(self, steps: int | None = None) -> int:
-        """One epoch of optimizer steps (or ``steps`` of them); returns the samples each member
-        trained on."""
+    def train_epoch(self, steps: int | None = None, until: float | None = None) -> int:
+        """One epoch of optimizer steps (or ``steps`` of them), cut short at clock time ``until``
+        (``time.time()``; the first step always runs); returns the samples each member trained on."""
         self.model.train()
         self.reset_sums()
-        seen = 0
+        seen = self.epoch_steps = 0
         with self._precision():
-            for _ in range(steps if steps is not None else self.steps_per_epoch):
+            for n in range(steps if steps is not None else self.steps_per_epoch):
+                if n and until is not None and time.time() >= until:  # a host clock read: no device sync
+                    break
                 seen += self._step()
+                self.epoch_steps += 1
         return seen
 
     def _step(self) -> int:
@@ -334,7 +339,7 @@ class Engine:
     def epoch_metrics(self, val: SequenceData) -> list[dict[str, float]]:
         """Each member's epoch metrics: train loss, validation metrics, learning rate per group,
         gradient norm (mean, before clipping), clipped share, and the model's own scalars."""
-        steps = self.steps_per_epoch
+        steps = max(1, self.epoch_steps)
         train_loss = float(self.loss_sum) / steps  # one host sync per epoch
         val_metrics, _ = evaluate(self.model, val, self.loss_fn, amp=self.amp)  # type: ignore[arg-type]
         metrics = {"train_loss": train_loss} | {f"val_{k}": v for k, v in val_metrics.items()}

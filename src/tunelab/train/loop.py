@@ -69,6 +69,15 @@ def fit_engine(
     return [results[i] for i in range(len(members))]
 
 
+def _due(live: Sequence[Member]) -> float | None:
+    """When every live member is due to stop (its time share or the study's deadline,
+    ``FitContext.stop_at``): the epoch is cut there, so a slow epoch (long series on a CPU) does
+    not run past the budget; its end is then evaluated as usual and the deadline stops them.
+    None when a member has no such time."""
+    stops = [m.ctx.stop_at for m in live]
+    return None if not stops or any(s is None for s in stops) else max(s for s in stops if s is not None)
+
+
 def _train(
     engine: Engine,
     members: list[Member],
@@ -82,7 +91,7 @@ def _train(
     handed: set[int] = set()  # members whose best weights were handed over
     for epoch in range(1, max(m.cfg.train.max_epochs for m in members) + 1):
         t0 = time.perf_counter()
-        engine.train_epoch()
+        engine.train_epoch(until=_due([members[i] for i in slots if i not in handed]))
         rows = engine.epoch_metrics(val)
         seconds = time.perf_counter() - t0
         improved = []

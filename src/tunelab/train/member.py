@@ -118,17 +118,18 @@ class Member:
         return improved
 
     def steps_left(self, epoch_seconds: float, steps_per_epoch: int) -> int | None:
-        """Optimizer steps until the epoch end where a known stop (``ctx.stop_at``) ends this
-        member, once it is within the last ``train.deadline_anneal`` of the member's time (None
-        before, or with no stop known): the schedule anneals the learning rate to zero over them.
-        Epochs are assumed to last as long as the last one."""
+        """Optimizer steps until a known stop (``ctx.stop_at``) ends this member, once it is within
+        the last ``train.deadline_anneal`` of the member's time (None before, or with no stop
+        known): the schedule anneals the learning rate to zero over them.  The epoch running at
+        the stop is cut there (``tunelab.train.loop``); steps are assumed to take as long as in
+        the last epoch, its evaluation included (so the estimate errs short, never past the stop)."""
         stop_at, share = self.ctx.stop_at, self.cfg.train.deadline_anneal
         if stop_at is None or share <= 0 or self.stop_reason is not None:
             return None
         left = stop_at - time.time()
         if left > share * (stop_at - self.started):
             return None
-        return max(1, math.ceil(left / max(epoch_seconds, 1e-9))) * steps_per_epoch
+        return max(1, round(left / max(epoch_seconds, 1e-9) * steps_per_epoch))
 
     def result(self, val: Any, test: Any, train_y: Tensor) -> RunResult:
         """The member's ``RunResult``: its best weights in its own single model, the final metrics,

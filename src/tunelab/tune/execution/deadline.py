@@ -6,8 +6,11 @@ boundary past the study's deadline by raising :class:`~tunelab.train.callbacks.S
 the trial keeps its best weights so far, is evaluated on validation and test as usual and ends
 **COMPLETE** (stop reason ``study timeout``).  Complete rather than pruned: its best-so-far model
 is a real model, may be the study's best, and the ensemble and ``evaluate`` can use it.  A pack's
-members each stop the same way.  The study's total wall time is then the timeout plus at most one
-epoch, the final evaluations and the report.
+members each stop the same way.  The epoch running at the deadline does not run to its end: the
+training loop cuts it after the current optimizer step once every member it trains is due
+(``FitContext.stop_at``) and evaluates it, so a slow epoch (long series on a CPU) cannot carry a
+trial far past the budget.  The study's total wall time is then the timeout plus a step, an
+evaluation, the final evaluations and the report.
 
 Queued trials (the portfolio's known-good configurations, ``--enqueue``) share the time: a
 trial that starts while ``n`` others wait in the queue stops at its epoch end past ``1/(n+1)`` of
