@@ -13,7 +13,7 @@ trial far past the budget.  The study's total wall time is then the timeout plus
 evaluation, the final evaluations and the report.
 
 Queued trials (the portfolio's known-good configurations, ``--enqueue``) share the time: a
-trial that starts while ``n`` others wait in the queue stops at its epoch end past ``1/(n+1)`` of
+trial that starts while ``n`` others wait in the queue stops (cutting its epoch) at ``1/(n+1)`` of
 the time left (stop reason ``time share``), so a short budget on a slow machine still tries every
 queued configuration instead of spending it all on the first.
 
