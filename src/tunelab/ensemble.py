@@ -199,12 +199,15 @@ def _member_logits(
     checkpoints: list[Path], device: str, data: Any | None = None
 ) -> tuple[Any, list[dict[str, Tensor]], list[float], list[Any]]:
     """Prepared splits (once; ``data`` when the study was given its splits), each member's val/test
-    outputs and temperature, and their configs."""
+    outputs and temperature, and their configs.  A member whose checkpoint kept its final val/test
+    outputs, computed on these very rows (:func:`~tunelab.train.result.split_digest`), is not
+    run again (on a CPU that took a minute for 2,850 test series); otherwise it predicts."""
     from tunelab.config import validate_config
     from tunelab.data import prepare
     from tunelab.models import build_model
     from tunelab.results.io import load_checkpoint
     from tunelab.train.device import resolve_device
+    from tunelab.train.result import split_digest
     from tunelab.train.trainer import predict
 
     loaded = [load_checkpoint(p) for p in checkpoints]
@@ -222,7 +225,13 @@ def _member_logits(
         )
     dev = resolve_device(_device(device, cfgs[0]))
     outputs, temps = [], []
+    digests = {n: split_digest(getattr(splits, n)) for n in ("val", "test")}
     for (state, _, extra), cfg in zip(loaded, cfgs, strict=True):
+        temps.append(float(extra.get("temperature", 1.0)))
+        kept = extra.get("outputs")
+        if isinstance(kept, dict) and all(_same(kept.get(f"{n}_digest"), d) for n, d in digests.items()):
+            outputs.append({n: kept[n].float() for n in digests if len(getattr(splits, n))})
+            continue
         model = build_model(cfg.model, splits.meta)
         model.load_state_dict(state)
         model.to(dev).eval()
@@ -233,8 +242,14 @@ def _member_logits(
                 if len(part)
             }
         )
-        temps.append(float(extra.get("temperature", 1.0)))
     return splits, outputs, temps, cfgs
+
+
+def _same(kept: Any, digest: list[float]) -> bool:
+    """A kept digest equals ``digest`` (to float rounding: the sums may run on another device)."""
+    if not isinstance(kept, Tensor) or kept.numel() != len(digest):
+        return False
+    return bool(torch.allclose(kept.double(), torch.tensor(digest, dtype=torch.float64), rtol=1e-6, atol=1e-6))
 
 
 def _reference_logits(splits: Any, seed: int, device: str) -> tuple[dict[str, Tensor], float]:

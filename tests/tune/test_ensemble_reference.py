@@ -172,3 +172,36 @@ def test_the_reference_weight_is_saved_and_evaluate_uses_it(study: tuple[Path, s
     assert json.loads(ev.output)["test_loss"] == pytest.approx(manifest["metrics"]["test_loss"], rel=1e-5)
     bad = CliRunner().invoke(app, ["ensemble", str(sdir), "--with-reference", "--reference-weight", "1.5"])
     assert "--reference-weight 1.5: use a share between 0 and 1" in str(bad.exception)  # main() prints it, exit 2
+
+
+@pytest.mark.reference
+def test_the_ensemble_reads_the_outputs_a_trial_kept_and_predicts_when_the_rows_differ(
+    study: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's checkpoint keeps its final val/test logits; the ensemble uses them on the same rows
+    (no model is run) and predicts when the rows differ."""
+    import dataclasses
+
+    from tunelab import ensemble
+    from tunelab.results.io import load_checkpoint
+    from tunelab.train import trainer
+    from tunelab.train.checkpoint import load_model
+
+    sdir, _ = study
+    results = json.loads((sdir / "study_results.json").read_text())
+    done = [t for t in results["trials"] if t["state"] == "COMPLETE"]
+    ckpts = [sdir / t["user_attrs"]["run_dir"] / "best_model.pt" for t in done[:2]]
+    kept = load_checkpoint(ckpts[0])[2]["outputs"]
+    assert {"val", "test", "val_digest", "test_digest"} <= set(kept)
+    predict = trainer.predict
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a member was run again")
+
+    monkeypatch.setattr(trainer, "predict", refuse)
+    splits, outputs, _, _ = ensemble._member_logits(ckpts, "cpu")  # the kept outputs: nothing runs
+    model = load_model(ckpts[0], splits.meta)[0]
+    assert torch.allclose(outputs[0]["test"], predict(model, splits.test), atol=1e-5)
+    fewer = dataclasses.replace(splits, test=splits.test.subset(torch.arange(len(splits.test) - 1)))
+    with pytest.raises(AssertionError, match="a member was run again"):
+        ensemble._member_logits(ckpts, "cpu", fewer)

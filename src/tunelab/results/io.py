@@ -101,12 +101,16 @@ def _jsonable(obj: Any) -> Any:
 def save_checkpoint(
     path: str | Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any], extra: dict[str, Any] | None = None
 ) -> Path:
-    """Save weights + the resolved config (as JSON text) atomically."""
+    """Save weights + the resolved config (as JSON text) atomically; ``extra``'s tensors (a dict of
+    them under ``"outputs"``) are saved as tensors, the rest as JSON."""
+    extra = dict(extra or {})
+    outputs = extra.pop("outputs", None)
     payload = {
         "format": "tunelab-checkpoint-1",
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         "config_json": json.dumps(config),
-        "extra_json": json.dumps(extra or {}, default=_jsonable),
+        "extra_json": json.dumps(extra, default=_jsonable),
+        **({"outputs": {k: v.detach().cpu() for k, v in outputs.items()}} if outputs else {}),
     }
     return atomic_write(path, lambda fh: torch.save(payload, fh))
 
@@ -135,4 +139,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise UserError(
             f"{path}: not a tunelab checkpoint (no tunelab format marker); use a best_model.pt or run directory from tunelab"
         )
-    return payload["state_dict"], json.loads(payload["config_json"]), json.loads(payload.get("extra_json", "{}"))
+    extra = json.loads(payload.get("extra_json", "{}"))
+    if isinstance(payload.get("outputs"), dict):
+        extra["outputs"] = payload["outputs"]
+    return payload["state_dict"], json.loads(payload["config_json"]), extra

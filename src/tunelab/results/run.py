@@ -11,6 +11,9 @@ import torch
 
 from tunelab.results.io import _jsonable, save_checkpoint, write_json
 
+#: a checkpoint keeps its model's final val/test outputs up to this many numbers (16 MB of float32)
+MAX_KEPT_OUTPUTS = 4_000_000
+
 __all__ = ["RunWriter"]
 
 
@@ -47,9 +50,18 @@ class RunWriter:
             self._pending.clear()
         self._last = time.monotonic()
 
-    def finish(self, state_dict: dict[str, torch.Tensor], config: dict[str, Any], summary: dict[str, Any]) -> None:
+    def finish(
+        self,
+        state_dict: dict[str, torch.Tensor],
+        config: dict[str, Any],
+        summary: dict[str, Any],
+        outputs: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """The checkpoint (with the temperature and, when small, the model's final validation and
+        test outputs, which a study's ensemble then reads instead of predicting again) and summary.json."""
         self.flush()
-        save_checkpoint(
-            self.dir / "best_model.pt", state_dict, config, {"temperature": summary.get("temperature", 1.0)}
-        )
+        extra: dict[str, Any] = {"temperature": summary.get("temperature", 1.0)}
+        if outputs and sum(t.numel() for t in outputs.values()) <= MAX_KEPT_OUTPUTS:
+            extra["outputs"] = outputs
+        save_checkpoint(self.dir / "best_model.pt", state_dict, config, extra)
         write_json(self.dir / "summary.json", summary)

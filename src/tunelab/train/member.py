@@ -140,12 +140,21 @@ class Member:
             model.load_state_dict(self.best_state)
         failed = self.exception is not None
         temperature = 1.0
+        outputs: dict[str, Tensor] = {}  # classification: kept in the checkpoint for the study's ensemble
         if failed:
             metrics = dict(self.history[self.best_epoch - 1].metrics) if self.best_epoch else {}
         else:
             loss_fn = build_loss(cfg.loss, self.ctx.meta, train_y.cpu()).to(val.x.device)
             metrics = final_metrics(
-                model, val, test, loss_fn, self.history, self.best_epoch, cfg.train.amp, cfg.loss.temperature_scaling
+                model,
+                val,
+                test,
+                loss_fn,
+                self.history,
+                self.best_epoch,
+                cfg.train.amp,
+                cfg.loss.temperature_scaling,
+                outputs,
             )
             temperature = metrics.pop("temperature", 1.0)
         result = RunResult(
@@ -165,7 +174,7 @@ class Member:
             self.writer.flush()  # before the trial is told: a finished trial's log is complete
         if not failed:
             if self.writer:
-                self.writer.finish(model.state_dict(), save_config(cfg), result.summary())
+                self.writer.finish(model.state_dict(), save_config(cfg), result.summary(), outputs)
             for cb in self.callbacks:
                 cb.on_fit_end(self.ctx, result)
         return result

@@ -107,6 +107,17 @@ def evaluate(
     return metrics, out
 
 
+def split_digest(part: SequenceData) -> list[float]:
+    """Sums that tell one split's rows from another's (size, values, their order, labels): a model's
+    kept outputs are reused only for the data they were computed on."""
+    if not len(part):
+        return [0.0]
+    x = part.x.double().flatten(1).sum(1)  # one number per row
+    rows = torch.arange(1, len(part) + 1, device=x.device, dtype=torch.float64)
+    sums = torch.stack([x.sum(), (x * rows).sum(), part.x.double().square().sum(), part.y.double().sum()])
+    return [float(len(part)), *sums.tolist()]
+
+
 def final_metrics(
     model: nn.Module,
     val: SequenceData,
@@ -116,11 +127,17 @@ def final_metrics(
     best_epoch: int,
     amp: bool,
     calibrate: bool = True,
+    outputs: dict[str, Tensor] | None = None,
 ) -> dict[str, float]:
     """val_* and test_* of the kept weights, train loss at that epoch, gap, calibration error; with
-    ``calibrate``, the temperature fitted on validation and the test calibration error it gives."""
+    ``calibrate``, the temperature fitted on validation and the test calibration error it gives.
+    ``outputs``, for classification: filled with the val and test logits (float32, CPU)."""
     val_m, val_out = evaluate(model, val, loss_fn, amp=amp)
     test_m, test_out = evaluate(model, test, loss_fn, amp=amp)
+    if outputs is not None and val.meta.task == "classification":
+        for name, o, part in (("val", val_out, val), ("test", test_out, test)):
+            outputs[name] = o.float().cpu()
+            outputs[f"{name}_digest"] = torch.tensor(split_digest(part), dtype=torch.float64)
     out = {f"val_{k}": v for k, v in val_m.items()} | {f"test_{k}": v for k, v in test_m.items()}
     if best_epoch:
         out["train_loss"] = history[best_epoch - 1].metrics["train_loss"]
