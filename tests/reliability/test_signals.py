@@ -16,10 +16,15 @@ from tests.reliability.common import FINISHED, check_artifacts, cli_cmd, env, ru
 from tests.reliability.conftest import FIGURES
 
 
-def _as_a_terminal_job() -> None:
-    """The child takes Ctrl+C like a terminal's foreground job, also when this test run was started
-    in the background (`cmd &` starts with SIGINT ignored, and tunelab keeps an ignored signal ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _as_a_terminal_job(cmd: list[str]) -> list[str]:
+    """``tunelab ARGS`` taking Ctrl+C like a terminal's foreground job, also when this test run was
+    started in the background (`cmd &` starts with SIGINT ignored, and tunelab keeps an ignored
+    signal ignored).  The child's own Python resets SIGINT, not a ``preexec_fn``: running Python
+    between fork and exec in a worker where gRPC's threads live (the tracking tests load it)
+    aborted the child once (SIGABRT, "epoll_wait error: Bad file descriptor")."""
+    python, _, module, *args = cmd
+    reset = "import runpy, signal; signal.signal(signal.SIGINT, signal.SIG_DFL)"
+    return [python, "-c", f"{reset}; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)", *args]
 
 
 def _wait_for(path_glob: str, root: Path, count: int, proc: subprocess.Popen[str], timeout: float = 180) -> None:
@@ -38,13 +43,12 @@ def test_a_signal_fails_the_running_trial_and_resume_finishes(tmp_path: Path, si
     runs, name = tmp_path / "runs", "sig"
     args = ["tune", "-c", str(cfg), "--study-name", name, "--save-dir", str(runs), "--no-report"]
     proc = subprocess.Popen(
-        cli_cmd(*args),
+        _as_a_terminal_job(cli_cmd(*args)),
         cwd=tmp_path,
         env=env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=_as_a_terminal_job,
     )
     try:
         _wait_for("trials/1-*/metrics.jsonl", runs / name, 1, proc)  # trial 0 done, trial 1 training
