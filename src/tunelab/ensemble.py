@@ -295,8 +295,8 @@ def build_ensemble(
     study fitted it as its reference.
 
     ``data``: the prepared splits the study was given (``tune(..., data=)``); by default they are
-    prepared again from the members' saved data settings.  Fewer than ``min_members`` trials with
-    a checkpoint is a :class:`UserError`, raised before anything is computed or written."""
+    prepared again from the members' saved data settings.  Fewer than ``min_members`` members
+    (trials with a checkpoint, and MiniRocket) is a :class:`UserError`, raised before anything is computed or written."""
     if top_k < 1:
         raise UserError(f"--top-k {top_k}: use 1 or more")
     if not 0 < reference_weight < 1:
@@ -305,8 +305,10 @@ def build_ensemble(
     members, results = _members_from_study(sdir, top_k)
     if with_reference is None:
         with_reference = bool(results.get("reference"))
-    if len(members) < min_members:
-        raise UserError(f"{sdir}: {len(members)} completed trial(s) kept a checkpoint; an ensemble needs {min_members}")
+    if len(members) + with_reference < min_members:
+        raise UserError(
+            f"{sdir}: {len(members)} completed trial(s) kept a checkpoint; an ensemble needs {min_members} members"
+        )
     t0 = time.perf_counter()
     splits, outputs, temps, cfgs = _member_logits([Path(m["checkpoint"]) for m in members], device, data)
     for m, t in zip(members, temps, strict=True):
@@ -358,15 +360,15 @@ def study_ensemble(
     device: str = "auto",
     data: Any | None = None,
     *,
-    with_reference: bool = False,
+    with_reference: bool | None = None,
     reference_weight: float = REFERENCE_WEIGHT,
 ) -> dict[str, Any] | None:
     """The ensemble a classification study builds when it ends: :func:`build_ensemble` of its
-    ``top_k`` best trials and, with ``with_reference``, MiniRocket, when it has two members or more
-    (an ensemble of one is the best trial).  Returns the record it wrote to study_results.json, or
+    ``top_k`` best trials and MiniRocket (``with_reference``; None: when the study fitted it as its
+    reference), when it has two members or more (an ensemble of one is the best trial).  Returns the record it wrote to study_results.json, or
     None.  A failure is logged and skipped: the study is already saved, and ``tunelab ensemble`` can
     be run again by hand."""
-    if not ENABLED or top_k + with_reference < 2:
+    if not ENABLED or top_k < 1:
         return None
     try:
         result = build_ensemble(
@@ -376,7 +378,7 @@ def study_ensemble(
             reference_weight=reference_weight,
             device=device,
             data=data,
-            min_members=2 - with_reference,
+            min_members=2,
         )
     except UserError as exc:  # e.g. fewer than two trials kept a checkpoint on this host
         log.info("no ensemble for %s: %s", study_dir, exc)

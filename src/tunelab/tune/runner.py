@@ -94,10 +94,9 @@ def tune(
         ensemble = None
         if p.task == "classification" and len(p.objectives) == 1:  # study_ensemble counts the members
             from tunelab.ensemble import study_ensemble
-            from tunelab.results.attrs import STUDY
 
-            # MiniRocket joins when the study fitted it as its reference (not with --no-reference)
-            with_reference = opts.ensemble_reference and bool(study.user_attrs.get(STUDY.REFERENCE))
+            # None: MiniRocket joins when the study fitted it as its reference (not with --no-reference)
+            with_reference = None if opts.ensemble_reference else False
             ensemble = study_ensemble(p.study_dir, opts.ensemble, data=data, with_reference=with_reference)
         if opts.report:
             _analyze(p.study_dir, study)
