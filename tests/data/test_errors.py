@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.data.writers import long_frame, small_dataset, ts_text, write_csv
 from tunelab.config import DataConfig
@@ -163,6 +164,22 @@ def test_a_class_with_one_sequence_stays_in_training(tmp_path: Path, caplog: pyt
     (tmp_path / "single.ts").write_text(ts_text(seqs[:2], ["a", "b"]))
     with pytest.raises(UserError, match="every class has a single sequence"):
         prepare(DataConfig(path=str(tmp_path / "single.ts")), seed=0)
+
+
+def test_a_train_split_of_singletons_is_its_own_validation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """UCR's Fungi: one training series per class.  Nothing can be held out for validation, so
+    validation is the training split itself, with a warning; the official test split is untouched."""
+    seqs, _, _ = small_dataset(n=6)
+    names = ["a", "b", "c", "d"]
+    (tmp_path / "fungi_TRAIN.ts").write_text(ts_text(seqs[:4], names))
+    (tmp_path / "fungi_TEST.ts").write_text(ts_text(seqs[2:], ["c", "d", "a", "b"]))
+    with caplog.at_level("WARNING"):
+        splits = prepare(DataConfig(path=str(tmp_path)), seed=0)
+    assert len(splits.train) == len(splits.val) == 4 and len(splits.test) == 4
+    assert torch.equal(splits.train.x, splits.val.x) and torch.equal(splits.train.y, splits.val.y)
+    assert splits.val.x.data_ptr() != splits.train.x.data_ptr()  # a copy: nothing downstream aliases the two
+    assert "every class has a single sequence in the train split" in caplog.text
+    assert "validation scores are on the training data" in caplog.text
 
 
 def test_cli_exit_code_2_on_bad_data(

@@ -146,14 +146,25 @@ def prepare(cfg: DataConfig, seed: int) -> Splits:
             key=f"{where}data.test_fraction",
         )
         train_all, test = data.subset(rest), data.subset(held)
-    keep, val_idx = split_indices(
-        train_all,
-        cfg.val_fraction,
-        torch.Generator().manual_seed(seed),
-        part="train split",
-        key=f"{where}data.val_fraction",
-    )
-    train, val = train_all.subset(keep), train_all.subset(val_idx)
+    if _all_singletons(train_all):
+        # UCR's Fungi: 18 training series, one per class.  Nothing can be held out, so validation
+        # is the training split itself (as the field's deep baselines select on training loss).
+        log.warning(
+            "%severy class has a single sequence in the train split: nothing can be held out, so the"
+            " validation scores are on the training data (optimistic; early stopping follows the"
+            " training loss).  The test split stays untouched.",
+            where,
+        )
+        train, val = train_all, train_all.subset(torch.arange(len(train_all)))
+    else:
+        keep, val_idx = split_indices(
+            train_all,
+            cfg.val_fraction,
+            torch.Generator().manual_seed(seed),
+            part="train split",
+            key=f"{where}data.val_fraction",
+        )
+        train, val = train_all.subset(keep), train_all.subset(val_idx)
     parts = [train, val, test]
     c = data.meta.channels
     mean, std = torch.zeros(c), torch.ones(c)
@@ -180,6 +191,13 @@ def prepare(cfg: DataConfig, seed: int) -> Splits:
         target_std=t_std,
         official_split=official,
     )
+
+
+def _all_singletons(data: SequenceData) -> bool:
+    """Whether ``data`` is classification data of two sequences or more, each of its own class."""
+    if data.meta.task != "classification" or len(data) < 2:
+        return False
+    return int(torch.bincount(data.y.cpu()).max()) < 2
 
 
 def _normalised(
