@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
+from tunelab.tune.execution.asking import BatchAsker
 from tunelab.tune.execution.objective import Objective, TrialFailed, TrialRun, _free_memory
 from tunelab.tune.reporting.reads import SharedReads
 
@@ -221,10 +222,13 @@ def _run_batch(
     batch = _Batch(study, after)
     begun: list[tuple[optuna.Trial, TrialRun]] = []
     try:
+        asker = BatchAsker(study, objective.space.suggest)
         for _ in range(k):
+            if expired():  # a slow ask (a large batch, a shared storage) must not eat the budget
+                break
             with warnings.catch_warnings():  # Optuna's RDB heartbeat runs in optimize() only; owners.claim covers kills
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                trial = study.ask()
+                trial = asker.ask()
             batch.open[trial.number] = trial
             try:
                 begun.append((trial, objective.begin(trial)))
