@@ -44,14 +44,16 @@ def score(study: Path, top_k: int, weights: list[float]) -> dict[str, float] | N
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("studies", type=Path, help="a folder of study folders (each with study_results.json)")
+    ap.add_argument(
+        "studies", type=Path, help="a folder holding study folders (each with study_results.json), at any depth"
+    )
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--weights", default="0,0.33,0.5,0.67,1", help="MiniRocket's shares to try")
     ap.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = ap.parse_args()
     weights = [float(w) for w in args.weights.split(",")]
     rows = {}
-    for study in sorted(p for p in args.studies.iterdir() if (p / "study_results.json").is_file()):
+    for study in sorted(p.parent for p in args.studies.rglob("study_results.json")):
         row = score(study, args.top_k, weights)
         if row is not None:
             name = json.loads((study / "study_results.json").read_text()).get("study_name", study.name)

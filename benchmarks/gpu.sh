@@ -8,8 +8,10 @@
 #
 # The device image has Python 3.12 with torch, numpy, pandas, scipy, matplotlib, pyyaml, typer and
 # rich, and no network: optuna, pydantic, plotly and what they need travel as wheels (about 20 MB;
-# .wheels is git-ignored).  Each mode writes logs, JSON and the updated RESULTS.md to $OUT
-# (benchmarks/out/gpu when $OUT is unset) and packs them all into $OUT/gpu-run.tar.gz; every step has
+# .wheels is git-ignored).  Each mode writes its logs, JSON and profiles to $LOGS (a scratch folder)
+# and leaves three files in $OUT (benchmarks/out/gpu when $OUT is unset; a device run brings back at
+# most 8): the updated RESULTS.md and gpu-run.tar.gz (every log, JSON and profile, and steps.log: each
+# step's command, exit status and seconds).  Every step has
 # its own time limit, so one slow step cannot take the others' time, and the whole call stays within
 # BUDGET seconds (9 minutes).
 # `run`, issue 15's table, row by row:
@@ -46,7 +48,13 @@ wheels)
 run | tsc)
     MODE=$1
     OUT=${OUT:-benchmarks/out/gpu}
-    mkdir -p "$OUT"
+    LOGS=${LOGS:-/tmp/gpu-$MODE-logs}
+    rm -rf "$LOGS" && mkdir -p "$OUT" "$LOGS"
+    finish() {  # RESULTS.md and one archive of the logs into $OUT
+        cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
+        tar -czf "$OUT/gpu-run.tar.gz" -C "$LOGS" . && ls -l "$OUT/gpu-run.tar.gz"
+        echo "logs: $LOGS"
+    }
     export PYTHONPATH="$PWD/src" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
     if ! $PY -c "import optuna, pydantic, plotly" 2>/dev/null; then
         if [ -d .wheels ]; then
@@ -70,14 +78,15 @@ run | tsc)
         shift 2
         if ((SECONDS + limit > BUDGET)); then limit=$((BUDGET - SECONDS)); fi
         if ((limit < 20)); then
-            echo "=== $name: skipped, ${limit}s left of the ${BUDGET}s budget"
+            echo "=== $name: skipped, ${limit}s left of the ${BUDGET}s budget" | tee -a "$LOGS/steps.log"
             return
         fi
-        echo "=== $name (limit ${limit}s): $*"
-        local t0=$SECONDS
-        timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
-        echo "=== $name: exit $? after $((SECONDS - t0))s"
-        tail -n 40 "$OUT/$name.log"
+        echo "=== $name (limit ${limit}s): $*" | tee -a "$LOGS/steps.log"
+        local t0=$SECONDS rc
+        timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1
+        rc=$?
+        echo "=== $name: exit $rc after $((SECONDS - t0))s" | tee -a "$LOGS/steps.log"
+        tail -n 40 "$LOGS/$name.log"
     }
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
     $PY -c "import torch, optuna, pydantic; print('torch', torch.__version__, 'optuna', optuna.__version__, 'cuda', torch.cuda.is_available())"
@@ -99,9 +108,8 @@ run | tsc)
         fi
         step tsc $((BUDGET - 20)) $PY benchmarks/tsc.py --device "$DEVICE" --out /tmp/tsc-out \
             --deadline $((BUDGET - 40)) "${DATA[@]}" "${TSC[@]}"
-        cp /tmp/tsc-out/tsc.json "$OUT/" 2>/dev/null
-        cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
-        (cd "$OUT" && tar -czf gpu-run.tar.gz --exclude=gpu-run.tar.gz -- *) && ls -l "$OUT/gpu-run.tar.gz"
+        cp /tmp/tsc-out/tsc.json "$LOGS/" 2>/dev/null
+        finish
         exit 0
     fi
     if [ "${QUICK:-0}" = 1 ]; then  # every step, tiny: a CPU smoke test of this script
@@ -125,18 +133,16 @@ run | tsc)
     # experiment row; then the top kernels of an engine step and a K=512 pack step (the profile)
     step throughput-gru "${LIMITS[1]}" $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
         --gesture-families gru --k "${K[@]}" --variants "${GRU_V[@]}" "${TP[@]}" \
-        --json "$OUT/throughput-gru.json" --profile "$OUT/profile-gru.md"
+        --json "$LOGS/throughput-gru.json" --profile "$LOGS/profile-gru.md"
     step throughput-conv "${LIMITS[2]}" $PY benchmarks/throughput.py --device "$DEVICE" --pack --skip-vowels \
         --gesture-families tcn transformer --k "${K[@]}" --variants "${CONV_V[@]}" "${TP[@]}" \
-        --json "$OUT/throughput-conv.json"
+        --json "$LOGS/throughput-conv.json"
     # CUDA-only tests: CUDA graphs, the pack-size probe, GPU training paths (all skipped on a CPU)
     step gpu-tests "${LIMITS[3]}" $PY -m pytest -q -p no:cacheprovider -o addopts= -m gpu "${TESTS[@]}"
     # CUDA graphs and TF32 against eager fp32: parameters after 4 steps, losses over the epochs
     step check "${LIMITS[4]}" $PY benchmarks/throughput.py --device "$DEVICE" --skip-vowels --skip-gesture \
         --check "${CHECK[@]}"
-    cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
-    # one archive of every log, JSON and profile: only a few files come back from a device run
-    (cd "$OUT" && tar -czf gpu-run.tar.gz --exclude=gpu-run.tar.gz -- *) && ls -l "$OUT/gpu-run.tar.gz"
+    finish  # one archive of every log, JSON and profile: only a few files come back from a device run
     ;;
 *)
     echo "usage: bash benchmarks/gpu.sh wheels|run|tsc" >&2

@@ -724,9 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         text += "\n\nAccuracy check (K=8 GRU pack, gesture-like data, same start):\n\n" + accuracy_check(args, device)
     print()
     print(text)
-    if args.profile:
-        args.profile.write_text(profile_steps(args, device))
-        print(f"profile written to {args.profile}")
+    # the figures first: a profile that runs past its step's time limit must not lose them
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ | {"fraction": r.fraction} for r in rows], indent=1, default=str))
     if not args.no_write:
@@ -738,6 +736,9 @@ def main(argv: list[str] | None = None) -> int:
         with RESULTS.open("a") as fh:
             fh.write(section)
         print(f"\nappended to {RESULTS.relative_to(ROOT)}")
+    if args.profile:
+        args.profile.write_text(profile_steps(args, device))
+        print(f"profile written to {args.profile}")
     return 0
 
 

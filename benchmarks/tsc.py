@@ -114,7 +114,8 @@ def run(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One dataset: the default study, its ensemble, and what study_results.json says of them."""
     if args.deadline and time.monotonic() - args.t0 + args.budget + args.grace > args.deadline:
         return {"dataset": name, "note": f"not run: it could not finish within --deadline {args.deadline:g} s"}
-    save, study = args.out / "studies", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"  # a new study on each run
+    # a new study on each run, in its own storage: --jobs studies at once must not queue on one SQLite file
+    save, study = args.out / "studies" / name, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = ["tune", "--data-path", str(folder), "--timeout", f"{args.budget:g}", "--save-dir", str(save)]
     cmd += ["--study-name", study, "--no-report", "--device", args.device, "--ensemble", str(args.top_k)]
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.helpers import tiny_model_values
+from tests.helpers import strict_fp32, tiny_model_values  # noqa: F401  (strict_fp32: a fixture)
 from torch import Tensor
 
 import tunelab  # noqa: F401  (fills the registries)
@@ -187,6 +187,7 @@ def test_config_validates_and_round_trips(name: str) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.usefixtures("strict_fp32")  # the padding check is fp32: no TF32 convolutions or matmuls
 @pytest.mark.parametrize(("name", "task"), CASES)
 def test_cuda_bf16_autocast_and_padding(name: str, task: Task) -> None:
     """On CUDA: a bf16-autocast step gives finite gradients; fp32 outputs still ignore padding."""

@@ -305,3 +305,41 @@ def test_fewer_journal_syncs_change_no_pruning_decision(
 
     assert "PRUNED" in {t.state.name for t in fast}  # the scenario prunes someone
     assert outcome(fast) == outcome(plain)
+
+
+def test_a_failed_probe_trains_the_group_alone(
+    tmp_path: Path, splits: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Measuring a pack can run out of memory when other processes share the GPU: its trials then
+    train one at a time, and the study goes on."""
+    from tunelab.tune.execution import packs
+
+    def no_room(cfg: Any, data: Any) -> int:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(packs, "_measured_fit", no_room)
+    study = tiny_study(space=LR_ONLY, budget={"n_trials": 4}, pruner={"name": "none"})
+    with caplog.at_level("WARNING"):
+        result = tune(study, options(tmp_path, pack_size=4), data=splits)
+    trials = _trials(result)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    assert all(TRIAL.PACK_SIZE not in t.user_attrs for t in trials)  # trained alone
+    assert "measuring a pack of gru failed (CUDA out of memory." in caplog.text
+
+
+def test_a_pack_failing_as_a_whole_counts_as_one_failure_in_a_row() -> None:
+    from optuna.trial import TrialState, create_trial
+
+    from tunelab.tune.execution.run import FailureGuard
+
+    def trial(state: TrialState, reason: str = "out of memory") -> optuna.trial.FrozenTrial:
+        return create_trial(
+            state=state, value=1.0 if state == TrialState.COMPLETE else None, user_attrs={TRIAL.REASON: reason}
+        )
+
+    guard = FailureGuard(2)
+    assert not guard(*[trial(TrialState.FAIL)] * 8)  # one pack of 8, all out of memory: one failure
+    assert not guard(trial(TrialState.COMPLETE), trial(TrialState.FAIL))  # a pack that trained resets the count
+    assert not guard(trial(TrialState.FAIL))
+    assert guard(trial(TrialState.FAIL, "broken plugin"))
+    assert guard.message.startswith("2 trials failed in a row (last: broken plugin)")

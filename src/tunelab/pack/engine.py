@@ -213,4 +213,6 @@ class PackEngine(Engine):
         self.loss_sum = torch.zeros(self.k, device=self.device)
         self.norm_sum = torch.zeros(self.k, device=self.device)
         self.clipped = torch.zeros(self.k, device=self.device)
-        self._graphs, self._static = {}, {}
+        # the dropped graphs free their memory pool with them: a capture into a pool none of whose
+        # graphs is alive can fail PyTorch's pool accounting, so the next capture starts a new one
+        self._graphs, self._static, self._pool = {}, {}, None

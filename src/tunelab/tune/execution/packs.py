@@ -129,6 +129,20 @@ def _measured_fit(cfg: Any, data: Any) -> int:
     return members_that_fit(free, int(per_member))
 
 
+def _room(cfg: Any, data: Any) -> int:
+    """Members per pack for ``cfg``'s shape: what the probe measures, at least 2; 1 (its trials
+    train alone) when the probe itself fails, e.g. out of memory while other processes share the
+    device: that must cost the pack's speed, not the study."""
+    try:
+        return max(2, _measured_fit(cfg, data))
+    except Exception as exc:  # noqa: BLE001  (interrupts propagate)
+        _free_memory()
+        log.warning(
+            "measuring a pack of %s failed (%s); its trials train alone", cfg.model.name, str(exc).splitlines()[0][:200]
+        )
+        return 1
+
+
 def _groups(runs: Sequence[tuple[optuna.Trial, TrialRun]], data_of: Callable[[Any], Any]) -> list[list[int]]:
     """Indices of ``runs`` grouped by pack key, in first-seen order; unpackable configs alone.
 
@@ -293,7 +307,7 @@ def _solo(batch: _Batch, objective: Objective, trial: optuna.Trial, run: TrialRu
 
 def _pack(batch: _Batch, objective: Objective, members: list[tuple[optuna.Trial, TrialRun]]) -> None:
     data = objective.data.get(members[0][1].cfg)
-    size = max(2, _measured_fit(members[0][1].cfg, data)) if len(members) > 2 else len(members)
+    size = _room(members[0][1].cfg, data) if len(members) > 2 else len(members)
     for start in range(0, len(members), size):
         chunk = members[start : start + size]
         if len(chunk) == 1:

@@ -34,13 +34,16 @@ class FailureGuard:
     def __init__(self, limit: int | None) -> None:
         self.limit, self.run, self.message = limit, 0, ""
 
-    def __call__(self, trial: FrozenTrial) -> bool:
-        if trial.state.name == "FAIL":
-            self.run += 1
-        elif trial.state.name in ("COMPLETE", "PRUNED"):
+    def __call__(self, *trials: FrozenTrial) -> bool:
+        """Count ``trials`` told together (a pack's members) as one: a pack that fails as a whole
+        (out of memory) is one failure, not one per member."""
+        states = {t.state.name for t in trials}
+        if states & {"COMPLETE", "PRUNED"}:
             self.run = 0
+        elif "FAIL" in states:
+            self.run += 1
         if self.limit is not None and self.run >= self.limit and not self.message:
-            reason = trial.user_attrs.get(TRIAL.REASON, "unknown")
+            reason = next(t for t in reversed(trials) if t.state.name == "FAIL").user_attrs.get(TRIAL.REASON, "unknown")
             self.message = f"{self.run} trials failed in a row (last: {reason}); stopped the study — see trials.csv and trials/*/traceback.txt"
             return True
         return False
@@ -141,11 +144,9 @@ def _run_here(
 
     def told(study: optuna.Study, trials: list[FrozenTrial]) -> bool:
         writer.refresh(study, objectives)  # once for the trials told together (a pack)
-        stop = False
         for trial in trials:
             rep.trial(study, trial)
-            stop = guard(trial) or stop
-        return stop
+        return guard(*trials)
 
     if p.pack_size != 1:
         from tunelab.tune.execution.packs import run_packs
