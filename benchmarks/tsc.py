@@ -71,6 +71,8 @@ def published() -> dict[str, dict[str, float]]:
     }
 
 
+#: The studies' environment: with --jobs N, each plans its packs in 1/N of the GPU's free memory.
+_ENV: dict[str, str] = {}
 _LIVE: set[subprocess.Popen[str]] = set()  # running studies, stopped on an interrupt (any thread's)
 _STOP = threading.Event()
 
@@ -80,7 +82,11 @@ def _tunelab(*args: str, limit: float) -> tuple[int, str]:
     if _STOP.is_set():
         return -2, "not started: the run was interrupted"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tunelab", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "tunelab", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **_ENV},
     )
     _LIVE.add(proc)
     try:
@@ -243,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
             ordered = [rows[n] for n in args.names if n in rows]
             store.write_text(json.dumps(ordered + [r for n, r in done.items() if n not in args.names], indent=1))
 
+    if args.jobs > 1 and "TUNELAB_MEMORY_SHARE" not in os.environ:
+        _ENV["TUNELAB_MEMORY_SHARE"] = f"{0.7 / args.jobs:.4f}"  # N studies share one GPU's memory
     pool = ThreadPoolExecutor(max(1, args.jobs))
     try:
         for future in [pool.submit(one, name) for name in args.names]:

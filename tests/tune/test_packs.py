@@ -127,6 +127,31 @@ def test_pack_size_values() -> None:
     assert members_that_fit(gib, 10 * gib) == 1 and members_that_fit(1000 * gib, 1, cap=64) == 64
 
 
+def test_studies_sharing_a_gpu_each_plan_a_part_of_its_memory(
+    tmp_path: Path, splits: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gib = 1024**3
+    monkeypatch.setenv("TUNELAB_MEMORY_SHARE", "0.07")  # ten studies at once
+    assert members_that_fit(100 * gib, gib) == 7
+    monkeypatch.setenv("TUNELAB_MEMORY_SHARE", "70%")
+    study = tiny_study(space=LR_ONLY, budget={"n_trials": 2})
+    with pytest.raises(UserError, match="TUNELAB_MEMORY_SHARE=70%: use a number above 0 and at most 1"):
+        tune(study, options(tmp_path, pack_size=2), data=splits)
+    assert not _trials_or_none(tmp_path)  # stopped before any trial
+
+
+def _trials_or_none(save_dir: Path) -> list[Any]:
+    dbs = list(save_dir.glob("tunelab.db"))
+    if not dbs:
+        return []
+    storage = f"sqlite:///{dbs[0]}"
+    return [
+        t
+        for s in optuna.get_all_study_summaries(storage)
+        for t in optuna.load_study(study_name=s.study_name, storage=storage).trials
+    ]
+
+
 def test_a_study_that_names_no_pack_size_packs_on_a_gpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small sequence models leave a GPU mostly idle: one process on CUDA packs by default; a CPU,
     or worker processes sharing the device, train one trial at a time."""

@@ -18,6 +18,7 @@ trained: its trials end PRUNED with reason "not started: study timeout".
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -63,8 +64,25 @@ class Pending:
         self.groups = 0
 
 
-#: Share of free device memory a pack may plan to use.
+#: Share of free device memory a pack may plan to use; processes sharing one GPU (several studies at
+#: once) each take a part of it with ``TUNELAB_MEMORY_SHARE`` (e.g. 0.07 for ten).
 MEMORY_SHARE = 0.7
+
+
+def memory_share() -> float:
+    """:data:`MEMORY_SHARE`, or ``TUNELAB_MEMORY_SHARE`` when set (a number in (0, 1])."""
+    raw = os.environ.get("TUNELAB_MEMORY_SHARE")
+    if raw is None:
+        return MEMORY_SHARE
+    try:
+        share = float(raw)
+    except ValueError:
+        share = -1.0
+    if not 0 < share <= 1:
+        raise UserError(
+            f"TUNELAB_MEMORY_SHARE={raw}: use a number above 0 and at most 1 (the share of free GPU memory a pack may use)"
+        )
+    return share
 
 
 def parse_pack_size(value: str | int | None) -> int | str:
@@ -93,7 +111,7 @@ def members_that_fit(free_bytes: int, per_member_bytes: int, cap: int = AUTO_CAP
     """How many members of a measured cost fit in a share of the free device memory (1..cap)."""
     if per_member_bytes <= 0:
         return cap
-    return max(1, min(cap, int(free_bytes * MEMORY_SHARE // per_member_bytes)))
+    return max(1, min(cap, int(free_bytes * memory_share() // per_member_bytes)))
 
 
 def resolve_pack_size(pack_size: int | str, device: str) -> int:
@@ -183,6 +201,7 @@ def run_packs(
     """Ask, pack, train and tell until ``n_trials`` are done, ``timeout`` passes or ``after`` says
     stop; ``pending`` is kept up to date with the batch's groups still to start."""
     ask_n = resolve_pack_size(pack_size, device)
+    memory_share()  # a bad TUNELAB_MEMORY_SHARE stops the study here, before any trial
     t_start = time.monotonic()
 
     def expired() -> bool:
