@@ -293,3 +293,21 @@ def test_buffered_run_writer_writes_epochs_in_batches_and_all_at_finish(tmp_path
     writer.finish({"w": torch.zeros(1)}, {"a": 1}, {})
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_member_dropout_keeps_each_members_rate_in_bf16() -> None:
+    """Under bf16 autocast the draw and the rates stay fp32: each member drops its own share, and
+    what it keeps is scaled by 1 / (1 - p), in the input's dtype."""
+    from tunelab.pack.layers import member_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(4 * 2000, 64, dtype=torch.bfloat16)
+    rates = torch.tensor([0.0, 0.2, 0.5, 0.9])
+    y = member_dropout(x, rates, 4)
+    assert y.dtype == torch.bfloat16
+    per_member = y.float().view(4, 2000, 64)
+    dropped = (per_member == 0).float().mean((1, 2))
+    torch.testing.assert_close(dropped, rates, atol=0.005, rtol=0)
+    for k, p in enumerate(rates.tolist()):
+        kept = per_member[k][per_member[k] != 0]
+        assert torch.all(kept == torch.tensor(1 / (1 - p)).to(torch.bfloat16).float())

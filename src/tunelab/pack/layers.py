@@ -164,12 +164,13 @@ class PackedDropout(PackedLayer):
 
 
 def member_dropout(x: Tensor, rates: Tensor, k: int) -> Tensor:
-    """Inverted dropout of ``x [K * B, ...]`` with member k's rate ``rates[k]``."""
-    p = rates.to(x.dtype).view(k, *([1] * x.dim()))
+    """Inverted dropout of ``x [K * B, ...]`` with member k's rate ``rates[k]``.  The draw and the
+    rates stay fp32 under bf16 autocast (in bf16, 0.2 is 0.2002 and the draws are coarse)."""
+    p = rates.float().view(k, *([1] * x.dim()))
     xk = x.reshape(k, x.shape[0] // k, *x.shape[1:])
-    keep = torch.rand_like(xk) >= p
+    keep = torch.rand_like(xk, dtype=torch.float32) >= p
     scale = torch.where(p < 1, 1 / (1 - p).clamp_min(1e-12), torch.zeros_like(p))
-    return (xk * keep * scale).reshape(x.shape)
+    return (xk * (keep * scale).to(x.dtype)).reshape(x.shape)
 
 
 class PackedConv1d(PackedLayer):
