@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tunelab.baselines.reference import DECISIONS_FILE
 from tunelab.errors import UserError
 from tunelab.results.io import atomic_write, read_json, write_json
 
@@ -245,6 +246,26 @@ def _member_logits(
     return splits, outputs, temps, cfgs
 
 
+def _kept_reference(path: Path, splits: Any, seed: int) -> dict[str, Tensor] | None:
+    """The reference's kept decision values when they belong to ``splits`` and ``seed`` (else None)."""
+    from tunelab.baselines.minirocket import DEFAULT_KERNELS
+    from tunelab.train.result import split_digest
+
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001  (a damaged file: fit again)
+        return None
+    if not isinstance(payload, dict) or payload.get("seed") != seed or payload.get("n_kernels") != DEFAULT_KERNELS:
+        return None
+    names = [n for n in ("val", "test") if len(getattr(splits, n))]
+    if not all(_same(payload.get(f"{n}_digest"), split_digest(getattr(splits, n))) for n in names):
+        return None
+    log.info("MiniRocket: the study reference's decision values (%s)", path)
+    return {n: payload[n] for n in names}
+
+
 def _same(kept: Any, digest: list[float]) -> bool:
     """A kept digest equals ``digest`` (to float rounding: the sums may run on another device)."""
     if not isinstance(kept, Tensor) or kept.numel() != len(digest):
@@ -252,14 +273,17 @@ def _same(kept: Any, digest: list[float]) -> bool:
     return bool(torch.allclose(kept.double(), torch.tensor(digest, dtype=torch.float64), rtol=1e-6, atol=1e-6))
 
 
-def _reference_logits(splits: Any, seed: int, device: str) -> tuple[dict[str, Tensor], float]:
-    """MiniRocket's ridge decision values on val/test as logits (fitted on ``device``), and the
-    temperature fitted on val."""
+def _reference_logits(splits: Any, seed: int, device: str, kept: Path | None = None) -> tuple[dict[str, Tensor], float]:
+    """MiniRocket's ridge decision values on val/test as logits, and the temperature fitted on val:
+    those the study's reference kept (``kept``, :data:`~tunelab.baselines.reference.DECISIONS_FILE`)
+    when they were computed on these rows with this seed, else fitted again on ``device``."""
     from tunelab.baselines.minirocket import fit_minirocket
     from tunelab.train.metrics import fit_temperature
 
-    fit = fit_minirocket(splits, seed=seed, keep_decisions=True, device=device)
-    logits = fit.extra["decisions"]
+    logits = _kept_reference(kept, splits, seed) if kept is not None else None
+    if logits is None:
+        fit = fit_minirocket(splits, seed=seed, keep_decisions=True, device=device)
+        logits = fit.extra["decisions"]
     t = fit_temperature(logits["val"], splits.val.y) if "val" in logits else 1.0
     return logits, t
 
@@ -314,7 +338,8 @@ def build_ensemble(
     for m, t in zip(members, temps, strict=True):
         m["temperature"] = t
     if with_reference:
-        ref_logits, ref_t = _reference_logits(splits, cfgs[0].seed, _device(device, cfgs[0]))
+        kept = sdir / DECISIONS_FILE
+        ref_logits, ref_t = _reference_logits(splits, cfgs[0].seed, _device(device, cfgs[0]), kept)
         outputs.append(ref_logits)
         temps.append(ref_t)
         members.append({"trial": None, "name": REFERENCE_MEMBER, "temperature": ref_t, "seed": cfgs[0].seed})
@@ -427,7 +452,8 @@ def evaluate_ensemble(path: str | Path, device: str = "auto") -> dict[str, float
     splits, outputs, temps, cfgs = _member_logits([folder / m["checkpoint"] for m in deep], device)
     refs = [m for m in manifest["members"] if m.get("trial") is None]
     if refs:
-        ref_logits, ref_t = _reference_logits(splits, cfgs[0].seed, _device(device, cfgs[0]))
+        kept = folder.parent / DECISIONS_FILE  # the study's, when the ensemble is in its folder
+        ref_logits, ref_t = _reference_logits(splits, cfgs[0].seed, _device(device, cfgs[0]), kept)
         outputs.append(ref_logits)
         temps.append(ref_t)
     # an ensemble saved before members had weights: the plain mean it was scored with

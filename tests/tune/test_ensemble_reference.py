@@ -205,3 +205,35 @@ def test_the_ensemble_reads_the_outputs_a_trial_kept_and_predicts_when_the_rows_
     fewer = dataclasses.replace(splits, test=splits.test.subset(torch.arange(len(splits.test) - 1)))
     with pytest.raises(AssertionError, match="a member was run again"):
         ensemble._member_logits(ckpts, "cpu", fewer)
+
+
+@pytest.mark.reference
+def test_the_ensemble_reuses_the_references_decisions_and_fits_minirocket_only_without_them(
+    study: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The study's reference keeps its val/test decision values (reference.pt): the ensemble reads
+    them instead of fitting MiniRocket again, with the same result as a refit."""
+    import shutil
+
+    from tunelab.baselines import minirocket
+    from tunelab.ensemble import build_ensemble
+
+    sdir, _ = study
+    kept, refit = tmp_path / "kept", tmp_path / "refit"
+    for d in (kept, refit):
+        shutil.copytree(sdir, d, ignore=shutil.ignore_patterns("ensemble"))
+    assert (kept / "reference.pt").is_file()
+    (refit / "reference.pt").unlink()
+    real_fit = minirocket.fit_minirocket
+
+    def no_fit(*args: object, **kwargs: object) -> object:
+        raise AssertionError("MiniRocket fitted again")
+
+    monkeypatch.setattr(minirocket, "fit_minirocket", no_fit)
+    reused = build_ensemble(kept, 2, with_reference=True, device="cpu")
+    with pytest.raises(AssertionError, match="fitted again"):  # without the file it must fit
+        build_ensemble(refit, 2, with_reference=True, device="cpu")
+    monkeypatch.setattr(minirocket, "fit_minirocket", real_fit)
+    again = build_ensemble(refit, 2, with_reference=True, device="cpu")
+    assert reused.metrics["test_acc"] == again.metrics["test_acc"]
+    assert reused.metrics["test_loss"] == pytest.approx(again.metrics["test_loss"], rel=1e-4)

@@ -41,6 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 NAME = "MiniRocket"
+DEFAULT_KERNELS = 10_000  # the paper's feature count
 MIN_LENGTH = mr.MIN_LENGTH  # MiniRocket's kernels span 9 steps
 
 
@@ -106,7 +107,7 @@ def _clock(device: torch.device) -> float:
 def fit_minirocket(
     splits: Any,
     *,
-    n_kernels: int = 10_000,
+    n_kernels: int = DEFAULT_KERNELS,
     seed: int = 0,
     keep_decisions: bool = False,
     device: str | torch.device | None = None,
@@ -188,7 +189,7 @@ def _decision_logits(ridge: RidgeFit, features: Tensor, n_classes: int) -> Tenso
     return out
 
 
-def reference_row(cfg: Any, *, data: Any | None = None, n_kernels: int = 10_000) -> dict[str, Any]:
+def reference_row(cfg: Any, *, data: Any | None = None, n_kernels: int = DEFAULT_KERNELS) -> dict[str, Any]:
     """The MiniRocket reference row for experiment config ``cfg``, on the same splits it trains on
     and on its device (``cfg.device``).
 

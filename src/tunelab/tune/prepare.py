@@ -338,7 +338,7 @@ def _join(cfg: StudyConfig, c: _Checked, study: optuna.Study) -> tuple[tuple[int
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(c.objectives)
     if c.opts.reference and c.task == "classification":
-        fit_reference(study, c.first, c.cache)
+        fit_reference(study, c.first, c.cache, Path(c.opts.save_dir) / study.study_name)
     journal = None if is_rdb(c.url) else (cfg.heartbeat_interval, cfg.grace_period, cfg.max_retry)
     if journal is not None:
         from tunelab.tune.execution.heartbeat import reap_stale
@@ -390,15 +390,17 @@ def _set_attrs(study: optuna.Study, attrs: dict[str, Any], resumed: bool) -> Non
         study.set_user_attr(key, value)
 
 
-def fit_reference(study: optuna.Study, space: SearchSpace, cache: DataCache) -> None:
+def fit_reference(study: optuna.Study, space: SearchSpace, cache: DataCache, study_dir: Path) -> None:
     """Fit MiniRocket once on the base config's split and keep it as a study attribute (a resumed
-    study keeps the one it has)."""
+    study keeps the one it has), its decision values in ``study_dir`` for the study's ensemble."""
     from tunelab.baselines import reference
 
     if not reference.ENABLED or study.user_attrs.get(STUDY.REFERENCE):
         return
     base = space.to_config({FAMILY_PARAM: space.families[0]} if space.searches_family and space.families else {})
     log.info("fitting the MiniRocket reference on the study's split")
-    found = reference.fit_study_reference(cache.get(base), seed=base.seed, device=base.device)
+    found = reference.fit_study_reference(
+        cache.get(base), seed=base.seed, device=base.device, keep=study_dir / reference.DECISIONS_FILE
+    )
     if found is not None:
         study.set_user_attr(STUDY.REFERENCE, found)
