@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tunelab.baselines.reference import DECISIONS_FILE
+from tunelab.baselines.reference import DECISIONS_FILE, kept_decisions
 from tunelab.errors import UserError
 from tunelab.results.io import atomic_write, read_json, write_json
 
@@ -208,7 +208,7 @@ def _member_logits(
     from tunelab.models import build_model
     from tunelab.results.io import load_checkpoint
     from tunelab.train.device import resolve_device
-    from tunelab.train.result import split_digest
+    from tunelab.train.result import same_digest, split_digest
     from tunelab.train.trainer import predict
 
     loaded = [load_checkpoint(p) for p in checkpoints]
@@ -230,7 +230,7 @@ def _member_logits(
     for (state, _, extra), cfg in zip(loaded, cfgs, strict=True):
         temps.append(float(extra.get("temperature", 1.0)))
         kept = extra.get("outputs")
-        if isinstance(kept, dict) and all(_same(kept.get(f"{n}_digest"), d) for n, d in digests.items()):
+        if isinstance(kept, dict) and all(same_digest(kept.get(f"{n}_digest"), d) for n, d in digests.items()):
             outputs.append({n: kept[n].float() for n in digests if len(getattr(splits, n))})
             continue
         model = build_model(cfg.model, splits.meta)
@@ -246,33 +246,6 @@ def _member_logits(
     return splits, outputs, temps, cfgs
 
 
-def _kept_reference(path: Path, splits: Any, seed: int) -> dict[str, Tensor] | None:
-    """The reference's kept decision values when they belong to ``splits`` and ``seed`` (else None)."""
-    from tunelab.baselines.minirocket import DEFAULT_KERNELS
-    from tunelab.train.result import split_digest
-
-    if not path.is_file():
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001  (a damaged file: fit again)
-        return None
-    if not isinstance(payload, dict) or payload.get("seed") != seed or payload.get("n_kernels") != DEFAULT_KERNELS:
-        return None
-    names = [n for n in ("val", "test") if len(getattr(splits, n))]
-    if not all(_same(payload.get(f"{n}_digest"), split_digest(getattr(splits, n))) for n in names):
-        return None
-    log.info("MiniRocket: the study reference's decision values (%s)", path)
-    return {n: payload[n] for n in names}
-
-
-def _same(kept: Any, digest: list[float]) -> bool:
-    """A kept digest equals ``digest`` (to float rounding: the sums may run on another device)."""
-    if not isinstance(kept, Tensor) or kept.numel() != len(digest):
-        return False
-    return bool(torch.allclose(kept.double(), torch.tensor(digest, dtype=torch.float64), rtol=1e-6, atol=1e-6))
-
-
 def _reference_logits(splits: Any, seed: int, device: str, kept: Path | None = None) -> tuple[dict[str, Tensor], float]:
     """MiniRocket's ridge decision values on val/test as logits, and the temperature fitted on val:
     those the study's reference kept (``kept``, :data:`~tunelab.baselines.reference.DECISIONS_FILE`)
@@ -280,7 +253,7 @@ def _reference_logits(splits: Any, seed: int, device: str, kept: Path | None = N
     from tunelab.baselines.minirocket import fit_minirocket
     from tunelab.train.metrics import fit_temperature
 
-    logits = _kept_reference(kept, splits, seed) if kept is not None else None
+    logits = kept_decisions(kept, splits, seed) if kept is not None else None
     if logits is None:
         fit = fit_minirocket(splits, seed=seed, keep_decisions=True, device=device)
         logits = fit.extra["decisions"]

@@ -116,6 +116,9 @@ def check_artifacts(study_dir: Path) -> list[Path]:
 
     JSON, YAML and CSV files parse whole; every line of a ``.jsonl`` parses; checkpoints load through
     tunelab's own safe loader.  A temporary file is never read as an artifact."""
+    import torch
+
+    from tunelab.baselines.reference import DECISIONS_FILE
     from tunelab.results.io import load_checkpoint
 
     temps = []
@@ -137,6 +140,8 @@ def check_artifacts(study_dir: Path) -> list[Path]:
             elif p.suffix == ".jsonl":
                 for line in text.splitlines():  # type: ignore[union-attr]
                     json.loads(line)
+            elif p.name == DECISIONS_FILE:  # MiniRocket's kept decision values, not a model
+                assert isinstance(torch.load(p, map_location="cpu", weights_only=True), dict)
             elif p.suffix == ".pt":
                 load_checkpoint(p)
         except Exception as exc:

@@ -10,7 +10,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DECISIONS_FILE", "ENABLED", "REFERENCE_METRICS", "comparison_lines", "fit_study_reference"]
+__all__ = [
+    "DECISIONS_FILE",
+    "ENABLED",
+    "REFERENCE_METRICS",
+    "comparison_lines",
+    "fit_study_reference",
+    "kept_decisions",
+    "save_decisions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,29 @@ def save_decisions(path: Path, decisions: dict[str, Any], splits: Any, *, seed: 
         payload[name] = values.float().cpu()
         payload[f"{name}_digest"] = torch.tensor(split_digest(getattr(splits, name)), dtype=torch.float64)
     atomic_write(path, lambda fh: torch.save(payload, fh))
+
+
+def kept_decisions(path: Path, splits: Any, seed: int) -> dict[str, Any] | None:
+    """The decision values :func:`save_decisions` kept in ``path`` when they were computed on these
+    rows of ``splits`` with ``seed`` and the default kernel count (else None: fit again)."""
+    import torch
+
+    from tunelab.baselines.minirocket import DEFAULT_KERNELS
+    from tunelab.train.result import same_digest, split_digest
+
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001  (a damaged file: fit again)
+        return None
+    if not isinstance(payload, dict) or payload.get("seed") != seed or payload.get("n_kernels") != DEFAULT_KERNELS:
+        return None
+    names = [n for n in ("val", "test") if len(getattr(splits, n))]
+    if not all(same_digest(payload.get(f"{n}_digest"), split_digest(getattr(splits, n))) for n in names):
+        return None
+    log.info("MiniRocket: the study reference's decision values (%s)", path)
+    return {n: payload[n] for n in names}
 
 
 def _points(a: Any, b: Any) -> str | None:

@@ -119,6 +119,13 @@ def split_digest(part: SequenceData) -> list[float]:
     return [float(len(part)), *sums.tolist()]
 
 
+def same_digest(kept: Any, digest: list[float]) -> bool:
+    """A kept digest (a tensor) equals ``digest`` (to float rounding: the sums may run on another device)."""
+    if not isinstance(kept, Tensor) or kept.numel() != len(digest):
+        return False
+    return bool(torch.allclose(kept.double(), torch.tensor(digest, dtype=torch.float64), rtol=1e-6, atol=1e-6))
+
+
 def final_metrics(
     model: nn.Module,
     val: SequenceData,
