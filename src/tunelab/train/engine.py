@@ -301,8 +301,8 @@ class Engine:
         st["lrs"] = self._static_lrs()
         self._load_lrs(st["lrs"])
         saved = [v.detach().clone() for v in self._state_tensors()]
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
+        stream, current = torch.cuda.Stream(self.device), torch.cuda.current_stream(self.device)
+        stream.wait_stream(current)
         try:
             with torch.cuda.stream(stream):
                 for _ in range(2):  # warm-up: cuBLAS/cuDNN handles, compiled kernels, allocator
@@ -318,6 +318,8 @@ class Engine:
             self.optimizer.zero_grad()  # the graph keeps its own gradient buffers
             self._restore(saved)
         except RuntimeError as exc:  # e.g. a forward that waits on the host (packed sequences)
+            # a capture that fails at its end leaves torch.cuda.graph's side stream current
+            torch.cuda.set_stream(current)
             torch.cuda.synchronize(self.device)
             self.optimizer.zero_grad()
             self._restore(saved)
