@@ -100,3 +100,15 @@ def test_a_batch_over_an_empty_or_running_study(tmp_path: Path, n: int) -> None:
     new = [asker.ask() for _ in range(3)]
     assert [t.number for t in new] == list(range(n, n + 3))
     assert all(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+
+
+def test_a_journal_study_asks_as_before(tmp_path: Path) -> None:
+    """A journal file is replayed into memory: its reads cost nothing to save."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "j.log")))
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.TPESampler(seed=0), direction="maximize")
+    asker = BatchAsker(study, suggest)
+    assert not asker.mirrored
+    assert "lr" in suggest(asker.ask())

@@ -10,8 +10,9 @@ two minutes, most of a GPU study's budget (``benchmarks/ask.py``).
 read once per batch; the trials asked so far are RUNNING there as they would be in the storage,
 so TPE's constant liar sees them) and creates each real trial with its values in one write; the
 objective's own suggestions then return those values.  Queued trials (``enqueue_trial``: the
-portfolio's known-good starts) and samplers that keep state in study or trial attributes (grid,
-QMC, CMA-ES, NSGA-II, a user's own) go through ``Study.ask`` as before.
+portfolio's known-good starts), samplers that keep state in study or trial attributes (grid,
+QMC, CMA-ES, NSGA-II, a user's own) and storages that read from memory (a journal file) go
+through ``Study.ask`` as before.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class BatchAsker:
         self.study, self.suggest = study, suggest
         trials = study.get_trials(deepcopy=False)  # the one read of the batch
         self.waiting = sum(t.state == TrialState.WAITING for t in trials)
-        self.mirror = _mirror(study, trials) if type(study.sampler) in MIRRORED else None  # exact types
+        rdb = isinstance(getattr(study._storage, "_backend", study._storage), optuna.storages.RDBStorage)
+        # exact types; a journal file or memory storage reads from memory already: nothing to gain
+        self.mirror = _mirror(study, trials) if rdb and type(study.sampler) in MIRRORED else None
 
     @property
     def mirrored(self) -> bool:
