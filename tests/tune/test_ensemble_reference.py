@@ -37,6 +37,8 @@ def test_the_reference_is_in_the_results_the_summary_and_the_report(study: tuple
     ref = json.loads((sdir / "study_results.json").read_text())["reference"]
     assert ref["name"] == "MiniRocket" and {"val_acc", "val_f1", "test_acc", "test_f1", "seconds"} <= set(ref)
     assert "best tuned model vs MiniRocket: " in output and " points test_acc" in output
+    # announced in the header, fitted before the first trial (a minute on large data on a CPU)
+    assert output.index("fitting the MiniRocket reference on the study's split first") < output.index("Trial 0 ")
     html = (sdir / "report.html").read_text()
     assert html.index("best tuned model vs MiniRocket") < html.index("id='summary'")  # at the top
 

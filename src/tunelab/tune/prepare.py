@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +107,7 @@ class PreparedStudy:
     cfg: StudyConfig  # the study as run (no model named: the default portfolio)
     deadline: float | None = None  # the study's timeout as a clock time: running trials stop at it
     task: str = "classification"  # the data's task
+    fit_reference: Callable[[], None] | None = None  # fits the MiniRocket reference (None: none to fit)
 
 
 def prepare_study(cfg: StudyConfig, opts: TuneOptions, data: Any | None = None) -> PreparedStudy:
@@ -256,6 +259,9 @@ def _record(
         check_budget(study, space, cfg)
     _set_attrs(study, attrs, opts.resume)
     journal, session = _join(cfg, c, study)
+    fit_ref = None
+    if c.opts.reference and c.task == "classification" and needs_reference(study):
+        fit_ref = partial(fit_reference, study, c.first, c.cache, study_dir)
     writer = StudyWriter(study_dir)
     writer.start(name, stored_url, mask_url(stored_url), resolved)
     start = TuneStart(
@@ -281,6 +287,7 @@ def _record(
         defaults=c.picked,
         budget=c.budget,
         pack_size=c.pack_size,
+        reference=fit_ref is not None,
     )
     family = space.family().label if not space.searches_family else None
     return PreparedStudy(
@@ -304,6 +311,7 @@ def _record(
         opts,
         cfg,
         task=c.task,
+        fit_reference=fit_ref,
     )
 
 
@@ -330,15 +338,13 @@ def _study_attrs(
 
 
 def _join(cfg: StudyConfig, c: _Checked, study: optuna.Study) -> tuple[tuple[int, int, int] | None, Any]:
-    """Name the metrics, fit the reference, fail trials of dead runs, and open this run's session."""
+    """Name the metrics, fail trials of dead runs, and open this run's session."""
     import optuna
 
     if study.metric_names != c.objectives:  # optuna-dashboard then says "val_f1", not "Objective 0"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(c.objectives)
-    if c.opts.reference and c.task == "classification":
-        fit_reference(study, c.first, c.cache, Path(c.opts.save_dir) / study.study_name)
     journal = None if is_rdb(c.url) else (cfg.heartbeat_interval, cfg.grace_period, cfg.max_retry)
     if journal is not None:
         from tunelab.tune.execution.heartbeat import reap_stale
@@ -390,13 +396,19 @@ def _set_attrs(study: optuna.Study, attrs: dict[str, Any], resumed: bool) -> Non
         study.set_user_attr(key, value)
 
 
-def fit_reference(study: optuna.Study, space: SearchSpace, cache: DataCache, study_dir: Path) -> None:
-    """Fit MiniRocket once on the base config's split and keep it as a study attribute (a resumed
-    study keeps the one it has), its decision values in ``study_dir`` for the study's ensemble."""
+def needs_reference(study: optuna.Study) -> bool:
+    """Whether the study has no MiniRocket reference yet (a resumed study keeps the one it has)."""
     from tunelab.baselines import reference
 
-    if not reference.ENABLED or study.user_attrs.get(STUDY.REFERENCE):
-        return
+    return reference.ENABLED and not study.user_attrs.get(STUDY.REFERENCE)
+
+
+def fit_reference(study: optuna.Study, space: SearchSpace, cache: DataCache, study_dir: Path) -> None:
+    """Fit MiniRocket once on the base config's split and keep it as a study attribute, its
+    decision values in ``study_dir`` for the study's ensemble.  The runner calls it (through
+    ``PreparedStudy.fit_reference``) once the header is shown: on large data on a CPU it takes a minute."""
+    from tunelab.baselines import reference
+
     base = space.to_config({FAMILY_PARAM: space.families[0]} if space.searches_family and space.families else {})
     log.info("fitting the MiniRocket reference on the study's split")
     found = reference.fit_study_reference(

@@ -78,6 +78,8 @@ def tune(
     p = prepare_study(cfg, opts, data)
     cfg = p.cfg  # no model named: the default portfolio
     rep.start(p.start)
+    if p.fit_reference is not None:  # after the header: on large data on a CPU it takes a minute
+        p.fit_reference()
     guard = FailureGuard(cfg.budget.max_failures_in_a_row)
     study, name = p.study, p.study.study_name
     with ExitStack() as stack:

@@ -73,6 +73,12 @@ class ConsoleReporter:
                 highlight=False,
                 soft_wrap=True,
             )
+        if info.reference:
+            c.print(
+                "  fitting the MiniRocket reference on the study's split first (its time counts in the budget)",
+                highlight=False,
+                soft_wrap=True,
+            )
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

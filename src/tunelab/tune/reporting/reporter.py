@@ -47,6 +47,7 @@ class TuneStart:
     defaults: str = ""  # the data-aware defaults line (tunelab.budget)
     budget: str = ""  # "budget: 10 min (default; --timeout to change)"
     pack_size: int | str = 1  # trials trained at once (tunelab.tune.execution.packs)
+    reference: bool = False  # the MiniRocket reference is fitted before the first trial
 
 
 @dataclass
