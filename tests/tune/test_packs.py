@@ -368,3 +368,29 @@ def test_a_pack_failing_as_a_whole_counts_as_one_failure_in_a_row() -> None:
     assert not guard(trial(TrialState.FAIL))
     assert guard(trial(TrialState.FAIL, "broken plugin"))
     assert guard.message.startswith("2 trials failed in a row (last: broken plugin)")
+
+
+def test_a_snapshot_reads_the_study_once_and_shows_what_it_holds(tmp_path: Path) -> None:
+    """The lines of a pack's members told together come from one read of the study."""
+    from tunelab.results.study import best_trial
+    from tunelab.tune.reporting.reads import snapshot
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
+    for value in (0.2, 0.9, 0.5):
+        study.enqueue_trial({"x": value})
+        trial = study.ask()
+        study.tell(trial, trial.suggest_float("x", 0, 1))
+    running = [study.ask() for _ in range(3)]
+    reads: list[int] = []
+    real = study._storage.get_all_trials
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return real(*args, **kwargs)
+
+    study._storage.get_all_trials = counted  # type: ignore[method-assign]
+    seen = snapshot(study)
+    assert len(reads) == 1
+    assert [best_trial(seen).number for _ in running] == [1, 1, 1] and len(reads) == 1
+    assert [t.number for t in seen.get_trials(deepcopy=False)] == list(range(6))
+    assert seen.study_name == study.study_name and seen.directions == study.directions

@@ -14,6 +14,7 @@ from tunelab.train.callbacks import Callback
 from tunelab.tune.execution.deadline import StudyDeadline, remaining
 from tunelab.tune.execution.objective import Objective, TrialFailed
 from tunelab.tune.execution.workers import WorkerJob, run_workers
+from tunelab.tune.reporting.reads import snapshot
 from tunelab.tune.reporting.reporter import Reporter
 
 if TYPE_CHECKING:
@@ -144,8 +145,9 @@ def _run_here(
 
     def told(study: optuna.Study, trials: list[FrozenTrial]) -> bool:
         writer.refresh(study, objectives)  # once for the trials told together (a pack)
+        seen = snapshot(study) if len(trials) > 1 else study  # one read for the pack's lines
         for trial in trials:
-            rep.trial(study, trial)
+            rep.trial(seen, trial)
         return guard(*trials)
 
     if p.pack_size != 1:

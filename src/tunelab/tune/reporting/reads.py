@@ -1,4 +1,5 @@
-"""Pruning decisions from one shared read of the study (see :class:`SharedReads`)."""
+"""Pruning decisions from one shared read of the study (see :class:`SharedReads`), and a study
+read once for everything said about the trials told together (:func:`snapshot`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, cast
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["REREAD_AFTER", "SharedReads"]
+__all__ = ["REREAD_AFTER", "SharedReads", "snapshot"]
 
 
 #: How old a shared read of the study may grow before the next epoch reads it again (seconds).
@@ -88,3 +89,14 @@ class _SharedReadStorage:
         self._base.set_trial_system_attr(trial_id, key, value)
         if trial_id in self._reads.trials:
             self._reads.write(trial_id, lambda t: t.system_attrs.__setitem__(key, value))
+
+
+def snapshot(study: optuna.Study) -> optuna.Study:
+    """``study`` as one read of its trials: what reports a pack's members told together reads
+    (each member's "best so far" would otherwise read the study again, and every read of an RDB
+    study re-reads each running trial: 76 ms with 236 running on 2 CPU cores, a pack of 20 told
+    at once 1.5 s).  Writes still go to the storage."""
+    reads = SharedReads(study)
+    reads.trials = {t._trial_id: t for t in study.get_trials(deepcopy=False)}
+    reads.read_at = time.monotonic()
+    return reads.view
