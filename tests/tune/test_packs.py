@@ -394,3 +394,19 @@ def test_a_snapshot_reads_the_study_once_and_shows_what_it_holds(tmp_path: Path)
     assert [best_trial(seen).number for _ in running] == [1, 1, 1] and len(reads) == 1
     assert [t.number for t in seen.get_trials(deepcopy=False)] == list(range(6))
     assert seen.study_name == study.study_name and seen.directions == study.directions
+
+
+def test_the_queue_count_is_read_once_for_a_packs_members(tmp_path: Path) -> None:
+    """Members of a pack start together: one read of the study tells them all how many queued
+    trials share the time left; a later start reads it again."""
+    from tunelab.tune.execution.run import Queued
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'q.db'}")
+    for x in (1, 2, 3):
+        study.enqueue_trial({"x": x})
+    queued = Queued(study, ttl=60.0)
+    assert [queued() for _ in range(20)] == [3] * 20
+    study.ask()  # one queued trial starts
+    assert queued() == 3  # within the ttl: the members' shared count
+    queued.read_at -= 61
+    assert queued() == 2

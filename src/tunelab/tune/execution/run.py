@@ -4,6 +4,8 @@ telling the reporter and refreshing the study directory as each trial ends."""
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -90,7 +92,8 @@ def run_trials(
     prune = True  # per-epoch reports also feed the plots; the "none" pruner never stops a trial
     pending = Pending()  # a pack batch's groups still to start share the time left, as queued trials do
     if p.deadline is not None:  # running trials stop at their next epoch end past it
-        callbacks = [*callbacks, StudyDeadline(p.deadline, waiting=lambda: _waiting(p.study) + pending.groups)]
+        queued = Queued(p.study)
+        callbacks = [*callbacks, StudyDeadline(p.deadline, waiting=lambda: queued() + pending.groups)]
     if p.opts.workers == 1:
         ctx = trial_context(p.study, p.journal, tracking)
         timeout = remaining(p.deadline)
@@ -118,11 +121,24 @@ def run_trials(
     _run_workers(p, job, reporter, guard)
 
 
-def _waiting(study: optuna.Study) -> int:
-    """Queued trials not started yet (they share the time left, see tunelab.tune.execution.deadline)."""
-    from optuna.trial import TrialState
+class Queued:
+    """How many queued trials have not started yet (they share the time left, see
+    tunelab.tune.execution.deadline).  One read serves the calls of the next ``ttl`` seconds: a
+    pack's members start together, and each read of an RDB study re-reads every running trial
+    (a 256-trial batch's members read it 180 times, 18 s of a 60 s study on 2 cores)."""
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    def __init__(self, study: optuna.Study, ttl: float = 2.0) -> None:
+        self.study, self.ttl = study, ttl
+        self.count, self.read_at = 0, -math.inf
+
+    def __call__(self) -> int:
+        from optuna.trial import TrialState
+
+        now = time.monotonic()
+        if now - self.read_at >= self.ttl:
+            self.count = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            self.read_at = now
+        return self.count
 
 
 def _run_here(
