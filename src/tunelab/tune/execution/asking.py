@@ -27,6 +27,8 @@ __all__ = ["BatchAsker"]
 
 #: Samplers whose draws depend only on the trials' states, values and parameters (what the copy holds).
 MIRRORED = (optuna.samplers.TPESampler, optuna.samplers.RandomSampler)
+#: The copy creates empty studies up to the study's id (~10 µs each): beyond this id, Study.ask.
+MAX_STUDY_ID = 100_000
 
 
 class BatchAsker:
@@ -37,8 +39,10 @@ class BatchAsker:
         trials = study.get_trials(deepcopy=False)  # the one read of the batch
         self.waiting = sum(t.state == TrialState.WAITING for t in trials)
         rdb = isinstance(getattr(study._storage, "_backend", study._storage), optuna.storages.RDBStorage)
-        # exact types; a journal file or memory storage reads from memory already: nothing to gain
-        self.mirror = _mirror(study, trials) if rdb and type(study.sampler) in MIRRORED else None
+        # exact types; a journal file or memory storage reads from memory already: nothing to gain;
+        # the copy numbers its studies up to the study's id (a database of very many studies: ask)
+        mirror = rdb and type(study.sampler) in MIRRORED and study._study_id <= MAX_STUDY_ID
+        self.mirror = _mirror(study, trials) if mirror else None
 
     @property
     def mirrored(self) -> bool:
