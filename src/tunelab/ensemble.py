@@ -201,14 +201,14 @@ def _member_logits(
 ) -> tuple[Any, list[dict[str, Tensor]], list[float], list[Any]]:
     """Prepared splits (once; ``data`` when the study was given its splits), each member's val/test
     outputs and temperature, and their configs.  A member whose checkpoint kept its final val/test
-    outputs, computed on these very rows (:func:`~tunelab.train.result.split_digest`), is not
+    outputs, computed on these very rows (:func:`~tunelab.train.result.kept_outputs`), is not
     run again (on a CPU that took a minute for 2,850 test series); otherwise it predicts."""
     from tunelab.config import validate_config
     from tunelab.data import prepare
     from tunelab.models import build_model
     from tunelab.results.io import load_checkpoint
     from tunelab.train.device import resolve_device
-    from tunelab.train.result import same_digest, split_digest
+    from tunelab.train.result import kept_outputs, split_digests
     from tunelab.train.trainer import predict
 
     loaded = [load_checkpoint(p) for p in checkpoints]
@@ -226,12 +226,12 @@ def _member_logits(
         )
     dev = resolve_device(_device(device, cfgs[0]))
     outputs, temps = [], []
-    digests = {n: split_digest(getattr(splits, n)) for n in ("val", "test")}
+    digests = split_digests(splits)
     for (state, _, extra), cfg in zip(loaded, cfgs, strict=True):
         temps.append(float(extra.get("temperature", 1.0)))
-        kept = extra.get("outputs")
-        if isinstance(kept, dict) and all(same_digest(kept.get(f"{n}_digest"), d) for n, d in digests.items()):
-            outputs.append({n: kept[n].float() for n in digests if len(getattr(splits, n))})
+        kept = kept_outputs(extra.get("outputs"), digests)
+        if kept is not None:
+            outputs.append(kept)
             continue
         model = build_model(cfg.model, splits.meta)
         model.load_state_dict(state)

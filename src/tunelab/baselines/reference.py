@@ -70,12 +70,10 @@ def save_decisions(path: Path, decisions: dict[str, Any], splits: Any, *, seed: 
     import torch
 
     from tunelab.results.io import atomic_write
-    from tunelab.train.result import split_digest
+    from tunelab.train.result import with_digests
 
-    payload: dict[str, Any] = {"seed": seed, "n_kernels": n_kernels}
-    for name, values in decisions.items():
-        payload[name] = values.float().cpu()
-        payload[f"{name}_digest"] = torch.tensor(split_digest(getattr(splits, name)), dtype=torch.float64)
+    kept = with_digests(decisions, {name: getattr(splits, name) for name in decisions})
+    payload: dict[str, Any] = {"seed": seed, "n_kernels": n_kernels, **kept}
     atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
@@ -85,7 +83,7 @@ def kept_decisions(path: Path, splits: Any, seed: int) -> dict[str, Any] | None:
     import torch
 
     from tunelab.baselines.minirocket import DEFAULT_KERNELS
-    from tunelab.train.result import same_digest, split_digest
+    from tunelab.train.result import kept_outputs, split_digests
 
     if not path.is_file():
         return None
@@ -95,11 +93,10 @@ def kept_decisions(path: Path, splits: Any, seed: int) -> dict[str, Any] | None:
         return None
     if not isinstance(payload, dict) or payload.get("seed") != seed or payload.get("n_kernels") != DEFAULT_KERNELS:
         return None
-    names = [n for n in ("val", "test") if len(getattr(splits, n))]
-    if not all(same_digest(payload.get(f"{n}_digest"), split_digest(getattr(splits, n))) for n in names):
-        return None
-    log.info("MiniRocket: the study reference's decision values (%s)", path)
-    return {n: payload[n] for n in names}
+    kept = kept_outputs(payload, split_digests(splits))
+    if kept is not None:
+        log.info("MiniRocket: the study reference's decision values (%s)", path)
+    return kept
 
 
 def _points(a: Any, b: Any) -> str | None:

@@ -119,11 +119,34 @@ def split_digest(part: SequenceData) -> list[float]:
     return [float(len(part)), *sums.tolist()]
 
 
-def same_digest(kept: Any, digest: list[float]) -> bool:
-    """A kept digest (a tensor) equals ``digest`` (to float rounding: the sums may run on another device)."""
-    if not isinstance(kept, Tensor) or kept.numel() != len(digest):
-        return False
-    return bool(torch.allclose(kept.double(), torch.tensor(digest, dtype=torch.float64), rtol=1e-6, atol=1e-6))
+def split_digests(splits: Any) -> dict[str, list[float]]:
+    """The digests of a ``Splits``' non-empty val and test parts."""
+    return {n: split_digest(getattr(splits, n)) for n in ("val", "test") if len(getattr(splits, n))}
+
+
+def with_digests(outputs: dict[str, Tensor], parts: dict[str, SequenceData]) -> dict[str, Tensor]:
+    """Model outputs as kept beside a model (a trial's checkpoint, the MiniRocket reference's file):
+    each float32 on the CPU, with the digest of the rows it was computed on (``NAME_digest``)."""
+    kept: dict[str, Tensor] = {}
+    for name, out in outputs.items():
+        kept[name] = out.float().cpu()
+        kept[f"{name}_digest"] = torch.tensor(split_digest(parts[name]), dtype=torch.float64)
+    return kept
+
+
+def kept_outputs(kept: Any, digests: dict[str, list[float]]) -> dict[str, Tensor] | None:
+    """The outputs :func:`with_digests` kept, when each part of ``digests`` (:func:`split_digests`)
+    is there and was computed on those very rows (to float rounding: the sums may have run on
+    another device); None otherwise: compute them again."""
+    if not isinstance(kept, dict):
+        return None
+    for name, digest in digests.items():
+        d = kept.get(f"{name}_digest")
+        if name not in kept or not isinstance(d, Tensor) or d.numel() != len(digest):
+            return None
+        if not torch.allclose(d.double(), torch.tensor(digest, dtype=torch.float64), rtol=1e-6, atol=1e-6):
+            return None
+    return {name: kept[name].float() for name in digests}
 
 
 def final_metrics(
@@ -143,9 +166,7 @@ def final_metrics(
     val_m, val_out = evaluate(model, val, loss_fn, amp=amp)
     test_m, test_out = evaluate(model, test, loss_fn, amp=amp)
     if outputs is not None and val.meta.task == "classification":
-        for name, o, part in (("val", val_out, val), ("test", test_out, test)):
-            outputs[name] = o.float().cpu()
-            outputs[f"{name}_digest"] = torch.tensor(split_digest(part), dtype=torch.float64)
+        outputs |= with_digests({"val": val_out, "test": test_out}, {"val": val, "test": test})
     out = {f"val_{k}": v for k, v in val_m.items()} | {f"test_{k}": v for k, v in test_m.items()}
     if best_epoch:
         out["train_loss"] = history[best_epoch - 1].metrics["train_loss"]
