@@ -10,6 +10,8 @@ first on the path, several times, and compare each run's ``outside_s`` (the mach
 Fields: ``total_s`` (``tune`` from the call to its return), ``first_step_s`` (from the call to the
 pack's first training step: asking and beginning every trial, building the pack),
 ``math_s`` (the engine's epochs, training and validation, and each member's final metrics),
+``final_s`` (of which the members' final metrics: their val and test outputs, whether run one
+model at a time or as one stack, and the metrics of those outputs),
 ``outside_s`` (the rest: storage writes, run directories, pruner, tells), ``fsyncs`` (os.fsync
 calls in the process: storage and artifact files), ``journal_writes`` (lines of the journal
 file; 0 on SQLite) and ``best`` (the best validation accuracy, equal before and after).
@@ -44,17 +46,20 @@ class Timers:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.final = 0.0  # of which the members' final metrics (and their stacked pass)
         self.first: float | None = None
         self.fsyncs = 0
 
-    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(self, fn: Callable[..., Any], final: bool = False) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
             t = time.perf_counter()
             self.first = t if self.first is None else self.first
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - t
+                took = time.perf_counter() - t
+                self.seconds += took
+                self.final += took if final else 0.0
 
         return timed
 
@@ -67,10 +72,12 @@ class Timers:
         def timed_engine(*args: Any, **kwargs: Any) -> Any:
             engine = make_engine(*args, **kwargs)
             engine.train_epoch, engine.epoch_metrics = self.wrap(engine.train_epoch), self.wrap(engine.epoch_metrics)
+            if hasattr(engine, "final_outputs"):  # members that stop together, run as one stack
+                engine.final_outputs = self.wrap(engine.final_outputs, final=True)
             return engine
 
         trainer.make_engine = timed_engine
-        member.final_metrics = self.wrap(member.final_metrics)
+        member.final_metrics = self.wrap(member.final_metrics, final=True)
         fsync = os.fsync
 
         def counted(fd: int) -> None:
@@ -113,6 +120,7 @@ def main() -> None:
         "total_s": round(total, 2),
         "first_step_s": round(first, 2),
         "math_s": round(timers.seconds, 2),
+        "final_s": round(timers.final, 2),
         "outside_s": round(total - timers.seconds, 2),
         "fsyncs": timers.fsyncs,
         "journal_writes": writes,

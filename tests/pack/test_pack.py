@@ -311,3 +311,32 @@ def test_member_dropout_keeps_each_members_rate_in_bf16() -> None:
     for k, p in enumerate(rates.tolist()):
         kept = per_member[k][per_member[k] != 0]
         assert torch.all(kept == torch.tensor(1 / (1 - p)).to(torch.bfloat16).float())
+
+
+@pytest.mark.parametrize("family", ["gru", "resnet"])
+def test_members_that_stop_together_are_evaluated_as_one_stack(family: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The members that end in the same epoch get their final metrics from one stacked pass over
+    val and test (no solo pass each), equal to their kept models run alone; a member that ends
+    alone is run alone."""
+    from tunelab.train import result as result_module
+
+    solo_passes = []
+    predict = result_module.predict
+    monkeypatch.setattr(result_module, "predict", lambda *a, **kw: solo_passes.append(1) or predict(*a, **kw))
+    shape = [f"model.{k}={v}" for k, v in _tiny(family).items()] if family != "gru" else BASE[:3]
+    cfgs = [
+        load_config(None, [f"model.name={family}", *shape, "train.batch_size=16", "train.max_epochs=3", *v])
+        for v in VALUES[:3]
+    ]
+    splits = _splits()
+    results = fit_pack(cfgs, splits, [[], [_PruneAt(1)], []])
+    assert solo_passes == [] and results[1].stop_reason == "pruned"  # a pruned member has no final pass
+    for r in (results[0], results[2]):
+        loss_fn = build_loss(r.config.loss, splits.meta, splits.train.y)
+        for part in ("val", "test"):
+            alone, _ = evaluate(r.model, getattr(splits, part), loss_fn)
+            assert r.metrics[f"{part}_loss"] == pytest.approx(alone["loss"], rel=1e-5)
+            assert r.metrics[f"{part}_acc"] == pytest.approx(alone["acc"])
+    solo_passes.clear()
+    alone_at_the_end = fit_pack(cfgs[:2], splits, [[], [_PruneAt(2)]])
+    assert alone_at_the_end[0].stop_reason == "max_epochs" and len(solo_passes) == 2  # its val and test

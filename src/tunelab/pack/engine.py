@@ -117,6 +117,18 @@ class PackEngine(Engine):
     def best_state(self, slot: int) -> dict[str, Tensor]:
         return {name: v[slot].clone() for name, v in self.best.items()}
 
+    def final_outputs(
+        self, models: Sequence[nn.Module], val: SequenceData, test: SequenceData
+    ) -> list[tuple[Tensor, Tensor]] | None:
+        """Members that stop together (the study's deadline stops a whole pack at once) are run
+        as one stack of their kept models: one stacked pass over val and test instead of one
+        pass per member.  A single member runs alone (None)."""
+        if len(models) < 2:
+            return None
+        packed = pack_models(models).to(self.device)
+        val_out, test_out = (self._predict(packed, d) for d in (val, test))
+        return [(val_out[j], test_out[j]) for j in range(len(models))]
+
     def on_epoch_end(self, slot: int, val_loss: float, steps_left: int | None = None) -> None:
         self.schedule.on_epoch_end(slot, val_loss, self.step_count, steps_left)
 
@@ -160,19 +172,22 @@ class PackEngine(Engine):
 
     # ------------------------------------------------------------------ evaluation
 
-    @torch.no_grad()
     def predict(self, data: SequenceData, batch_size: int = 256) -> Tensor:
         """Every member's outputs for every row of ``data``: ``[K, N, ...]`` (float32)."""
-        self.model.eval()
+        return self._predict(self.model, data, batch_size)
+
+    @torch.no_grad()
+    def _predict(self, model: PackedModel, data: SequenceData, batch_size: int = 256) -> Tensor:
+        model.eval()
         outs = []
         for idx in batch_indices(len(data), batch_size, shuffle=False):
             inputs, _ = make_batch(data, idx)
             with self._precision(), autocast(self.device, self.amp):
-                out = self.model(**inputs).float()
+                out = model(**inputs).float()
             if out.dim() == 4:  # seq2seq: pad back to the split's full length
                 out = nn.functional.pad(out, (0, 0, 0, data.x.shape[1] - out.shape[2]))
             outs.append(out)
-        return torch.cat(outs, 1)
+        return torch.cat(outs, 1) if outs else torch.empty(model.k, 0, device=self.device)
 
     @torch.no_grad()
     def evaluate(self, data: SequenceData) -> dict[str, Tensor]:

@@ -143,6 +143,13 @@ class Engine:
         """Member ``slot``'s best weights as an ordinary single-model state dict."""
         return self.best
 
+    def final_outputs(
+        self, models: Sequence[nn.Module], val: SequenceData, test: SequenceData
+    ) -> list[tuple[Tensor, Tensor]] | None:
+        """The val and test outputs of finished members' models (their best weights), computed
+        together; None: each model is evaluated alone (as here: one trial has one model)."""
+        return None
+
     def on_epoch_end(self, slot: int, val_loss: float, steps_left: int | None = None) -> None:
         """The plateau schedule of member ``slot`` sees its validation loss; with ``steps_left``
         (a known stop that near) its learning rate anneals to zero over those steps."""

@@ -4,8 +4,10 @@ stacked pack of K), each member's epoch recorded by its :class:`~tunelab.train.m
 Members stop alone (early stopping, their own max_epochs, a callback, divergence): a stopped
 member is masked out of the step (learning rate 0), its best weights, kept on the device all
 along, are handed to it once, and its result is made there and then (its checkpoint written), so
-a caller can record a finished member while the others train.  When fewer than ``compact_below``
-of the slots are still training, the engine is compacted to the live members.
+a caller can record a finished member while the others train.  Members that stop in the same
+epoch are evaluated together where the engine can (:meth:`~tunelab.train.engine.Engine.final_outputs`).
+When fewer than ``compact_below`` of the slots are still training, the engine is compacted to the
+live members.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from tunelab.config import ExperimentConfig
 from tunelab.train.callbacks import Callback
@@ -60,12 +63,12 @@ def fit_engine(
     ]
     results: dict[int, RunResult] = {}
 
-    def finish(i: int) -> None:
-        results[i] = members[i].result(val, test, train.y)
+    def finish(i: int, predicted: tuple[Tensor, Tensor] | None) -> None:
+        results[i] = members[i].result(val, test, train.y, predicted)
         if on_result is not None:
             on_result(i, results[i])
 
-    _train(engine, members, val, compact_below, t_start, finish)
+    _train(engine, members, (val, test), compact_below, t_start, finish)
     return [results[i] for i in range(len(members))]
 
 
@@ -81,12 +84,15 @@ def _due(live: Sequence[Member]) -> float | None:
 def _train(
     engine: Engine,
     members: list[Member],
-    val: Any,
+    evaluation: tuple[Any, Any],
     compact_below: float,
     t_start: float,
-    finish: Callable[[int], None],
+    finish: Callable[[int, tuple[Tensor, Tensor] | None], None],
 ) -> None:
-    """Epochs until every member has stopped; ``finish(i)`` for each member once it has."""
+    """Epochs until every member has stopped; ``finish(i, predicted)`` for each member once it has
+    (``predicted``: its kept model's val and test outputs, when the engine ran the members that
+    stopped together at once)."""
+    val, test = evaluation
     slots = list(range(len(members)))  # slot s of the engine holds member slots[s]
     handed: set[int] = set()  # members whose best weights were handed over
     for epoch in range(1, max(m.cfg.train.max_epochs for m in members) + 1):
@@ -106,14 +112,20 @@ def _train(
                 engine.on_epoch_end(s, metrics["val_loss"], m.steps_left(seconds, engine.steps_per_epoch))
         engine.keep_best(improved)
         stopped = [s for s, i in enumerate(slots) if members[i].stop_reason is not None and i not in handed]
+        kept = {}  # members that end with final metrics: their models with the best weights
         for s in stopped:
             m = members[slots[s]]
-            m.best_state, m.seconds = engine.best_state(s), time.perf_counter() - t_start
+            model = m.keep(engine.best_state(s))
+            m.seconds = time.perf_counter() - t_start
             handed.add(slots[s])
+            if m.exception is None:
+                kept[slots[s]] = model
         if stopped:
             engine.live[torch.tensor(stopped, device=engine.device)] = False
+        outputs = engine.final_outputs(list(kept.values()), val, test) if kept else None
+        predicted = dict(zip(kept, outputs, strict=True)) if outputs is not None else {}
         for s in stopped:
-            finish(slots[s])
+            finish(slots[s], predicted.get(slots[s]))
         live = [s for s, i in enumerate(slots) if i not in handed]
         if not live:
             break

@@ -53,7 +53,6 @@ class Member:
     writer: RunWriter | None
     history: list[EpochReport] = field(default_factory=list)
     best_epoch: int = 0
-    best_state: dict[str, Tensor] | None = None
     stop_reason: str | None = None
     exception: BaseException | None = None
     seconds: float = 0.0
@@ -131,13 +130,17 @@ class Member:
             return None
         return max(1, round(left / max(epoch_seconds, 1e-9) * steps_per_epoch))
 
-    def result(self, val: Any, test: Any, train_y: Tensor) -> RunResult:
-        """The member's ``RunResult``: its best weights in its own single model, the final metrics,
-        its run directory finished (the checkpoint written once) and ``on_fit_end`` called.  A
-        failed member keeps its best epoch's metrics and gets no checkpoint."""
+    def keep(self, best_state: dict[str, Tensor]) -> nn.Module:
+        """The member has stopped: its own single model takes its best weights; returns it."""
+        self.ctx.model.load_state_dict(best_state)
+        return self.ctx.model
+
+    def result(self, val: Any, test: Any, train_y: Tensor, predicted: tuple[Tensor, Tensor] | None = None) -> RunResult:
+        """The member's ``RunResult``: its own single model (with the weights :meth:`keep` gave it),
+        the final metrics (of ``predicted``, its val and test outputs, when they were computed
+        already), its run directory finished (the checkpoint written once) and ``on_fit_end``
+        called.  A failed member keeps its best epoch's metrics and gets no checkpoint."""
         model, cfg = self.ctx.model, self.cfg
-        if self.best_state is not None:
-            model.load_state_dict(self.best_state)
         failed = self.exception is not None
         temperature = 1.0
         outputs: dict[str, Tensor] = {}  # classification: kept in the checkpoint for the study's ensemble
@@ -155,6 +158,7 @@ class Member:
                 cfg.train.amp,
                 cfg.loss.temperature_scaling,
                 outputs,
+                predicted,
             )
             temperature = metrics.pop("temperature", 1.0)
         result = RunResult(

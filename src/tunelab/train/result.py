@@ -23,7 +23,7 @@ from tunelab.train.metrics import (
     snr_db,
 )
 
-__all__ = ["RunResult", "autocast", "evaluate", "final_metrics", "monitor_mode", "predict"]
+__all__ = ["RunResult", "autocast", "evaluate", "final_metrics", "monitor_mode", "predict", "score"]
 
 _MAX_METRICS = ("acc", "f1", "snr_db", "snr_gain_db")
 
@@ -95,6 +95,15 @@ def evaluate(
     if len(data) == 0:
         return {}, torch.empty(0)
     out = predict(model, data, batch_size, amp)
+    return score(out, data, loss_fn), out
+
+
+@torch.no_grad()
+def score(out: Tensor, data: SequenceData, loss_fn: SequenceLoss) -> dict[str, float]:
+    """Loss and task metrics of the outputs ``out`` of every row of ``data`` (names without split
+    prefix; none for an empty split)."""
+    if len(data) == 0:
+        return {}
     metrics = {"loss": float(loss_fn(out, data.y, data.lengths))}
     task = data.meta.task
     if task == "classification":
@@ -104,7 +113,7 @@ def evaluate(
         if task == "seq2seq" and data.x.shape[-1] == data.y.shape[-1]:
             metrics["snr_db"] = snr_db(data.y, out, data.lengths)
             metrics["snr_gain_db"] = metrics["snr_db"] - snr_db(data.y, data.x, data.lengths)
-    return metrics, out
+    return metrics
 
 
 def split_digest(part: SequenceData) -> list[float]:
@@ -159,12 +168,19 @@ def final_metrics(
     amp: bool,
     calibrate: bool = True,
     outputs: dict[str, Tensor] | None = None,
+    predicted: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, float]:
     """val_* and test_* of the kept weights, train loss at that epoch, gap, calibration error; with
     ``calibrate``, the temperature fitted on validation and the test calibration error it gives.
-    ``outputs``, for classification: filled with the val and test logits (float32, CPU)."""
-    val_m, val_out = evaluate(model, val, loss_fn, amp=amp)
-    test_m, test_out = evaluate(model, test, loss_fn, amp=amp)
+    ``outputs``, for classification: filled with the val and test logits (float32, CPU).
+    ``predicted``: the model's val and test outputs when they were computed already (a pack's
+    finished members, run together); else the model is run here."""
+    if predicted is None:
+        val_m, val_out = evaluate(model, val, loss_fn, amp=amp)
+        test_m, test_out = evaluate(model, test, loss_fn, amp=amp)
+    else:
+        val_out, test_out = predicted
+        val_m, test_m = score(val_out, val, loss_fn), score(test_out, test, loss_fn)
     if outputs is not None and val.meta.task == "classification":
         outputs |= with_digests({"val": val_out, "test": test_out}, {"val": val, "test": test})
     out = {f"val_{k}": v for k, v in val_m.items()} | {f"test_{k}": v for k, v in test_m.items()}
