@@ -146,6 +146,34 @@ def test_a_killed_process_loses_no_journal_write(tmp_path: Path) -> None:
     assert (running.state.name, running.intermediate_values) == ("RUNNING", {1: 0.5})
 
 
+def test_a_killed_process_loses_no_sqlite_commit(tmp_path: Path) -> None:
+    """SQLite runs in write-ahead-log mode without an fsync per commit (synchronous=NORMAL): a
+    SIGKILL right after a commit loses nothing, and the next opening reads the log back."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    import optuna
+
+    from tests.helpers import env
+
+    db = tmp_path / "k.db"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_TELL, f"sqlite:///{db}"], env=env(), capture_output=True, timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert (tmp_path / "k.db-wal").is_file()  # the commits are in the log, not yet in the database file
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    storage = make_storage(f"sqlite:///{db}")
+    with storage.engine.connect() as con:  # tunelab's connections skip the fsync per commit
+        assert con.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    done, running = optuna.load_study(study_name="j", storage=storage).get_trials(deepcopy=False)
+    assert (done.state.name, done.value, done.intermediate_values) == ("COMPLETE", 1.0, {1: 0.25})
+    assert (running.state.name, running.intermediate_values) == ("RUNNING", {1: 0.5})
+
+
 _OPEN_AT_ONCE = """
 import sys, time
 start = float(sys.argv[2])

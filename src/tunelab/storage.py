@@ -210,6 +210,25 @@ class JournalFile(JournalFileBackend):
             self.lock.release()
 
 
+def _write_ahead(engine: Any) -> None:
+    """SQLite in write-ahead-log mode with ``synchronous=NORMAL``: a commit appends to the log and
+    returns without waiting for the disk (a study commits each report and attribute of each trial:
+    2.7 ms a commit in the default rollback mode on a 2-core machine, ~0.1 ms here), and readers no
+    longer block the writer (several workers on one machine).  A committed trial survives a crash or
+    kill of any process; only an OS crash or power loss may roll back the last commits (SQLite's
+    own guarantee for this mode).  The mode is kept in the file: every later connection uses it."""
+    from sqlalchemy import event
+
+    def pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # in memory: stays "memory"
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(engine, "connect", pragmas)
+    engine.dispose()  # connections opened before the listener are closed; new ones get the mode
+
+
 def _check_schema(storage: Any, shown: str) -> None:
     """Optuna's table-schema check, with one connection at a time.
 
@@ -316,6 +335,8 @@ def make_storage(
                     )
                 )
                 _check_schema(storage, shown)
+                if url_abs.startswith("sqlite"):
+                    _write_ahead(storage.engine)
     except UserError:
         raise
     except ImportError as exc:
