@@ -313,11 +313,13 @@ def test_member_dropout_keeps_each_members_rate_in_bf16() -> None:
         assert torch.all(kept == torch.tensor(1 / (1 - p)).to(torch.bfloat16).float())
 
 
+@pytest.mark.usefixtures("strict_fp32")
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("family", ["gru", "resnet"])
-def test_members_that_stop_together_are_evaluated_as_one_stack(family: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_members_that_stop_together_are_evaluated_as_one_stack(family: str, device: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The members that end in the same epoch get their final metrics from one stacked pass over
-    val and test (no solo pass each), equal to their kept models run alone; a member that ends
-    alone is run alone."""
+    val and test (no solo pass each), equal to their kept models run alone (fp32 both ways); a
+    member that ends alone is run alone."""
     from tunelab.train import result as result_module
 
     solo_passes = []
@@ -325,7 +327,11 @@ def test_members_that_stop_together_are_evaluated_as_one_stack(family: str, monk
     monkeypatch.setattr(result_module, "predict", lambda *a, **kw: solo_passes.append(1) or predict(*a, **kw))
     shape = [f"model.{k}={v}" for k, v in _tiny(family).items()] if family != "gru" else BASE[:3]
     cfgs = [
-        load_config(None, [f"model.name={family}", *shape, "train.batch_size=16", "train.max_epochs=3", *v])
+        load_config(
+            None,
+            [f"model.name={family}", *shape, "train.batch_size=16", "train.max_epochs=3", "train.amp=false", *v]
+            + [f"device={device}"],
+        )
         for v in VALUES[:3]
     ]
     splits = _splits()
@@ -340,3 +346,27 @@ def test_members_that_stop_together_are_evaluated_as_one_stack(family: str, monk
     solo_passes.clear()
     alone_at_the_end = fit_pack(cfgs[:2], splits, [[], [_PruneAt(2)]])
     assert alone_at_the_end[0].stop_reason == "max_epochs" and len(solo_passes) == 2  # its val and test
+
+
+def test_a_stacked_final_evaluation_that_fails_falls_back_to_one_pass_each(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Out of memory in the finished members' stack (beside a live pack on a GPU) fails nothing."""
+    from tunelab.pack import engine as engine_module
+    from tunelab.train import result as result_module
+
+    built = engine_module.pack_models
+    calls: list[int] = []
+
+    def out_of_memory_after_the_first(models):  # type: ignore[no-untyped-def]
+        calls.append(len(models))
+        if len(calls) > 1:  # the first call builds the training pack
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return built(models)
+
+    solo_passes = []
+    predict = result_module.predict
+    monkeypatch.setattr(engine_module, "pack_models", out_of_memory_after_the_first)
+    monkeypatch.setattr(result_module, "predict", lambda *a, **kw: solo_passes.append(1) or predict(*a, **kw))
+    cfgs = [load_config(None, BASE + v) for v in VALUES[:2]]
+    results = fit_pack(cfgs, _splits())
+    assert calls == [2, 2] and len(solo_passes) == 4  # the stack was tried, then val and test of each alone
+    assert all(r.stop_reason == "max_epochs" and "test_acc" in r.metrics for r in results)

@@ -14,6 +14,7 @@ replayed per length bucket, by the same code as one trial's step
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -27,7 +28,7 @@ from tunelab.data.batching import batch_indices, make_batch
 from tunelab.models import build_model
 from tunelab.pack.layers import PackedRNN
 from tunelab.pack.losses import PackedLoss, member_metrics
-from tunelab.pack.model import PackedModel, pack_models
+from tunelab.pack.model import NotPackable, PackedModel, pack_models
 from tunelab.pack.optim import PackedOptimizer, PackedSchedule, clip_per_member
 from tunelab.train.device import seed_everything
 from tunelab.train.engine import Engine
@@ -35,6 +36,8 @@ from tunelab.train.optim import head_param_ids
 from tunelab.train.result import autocast
 
 __all__ = ["PackEngine"]
+
+log = logging.getLogger(__name__)
 
 _COMPILED: dict[Any, Any] = {}
 
@@ -122,11 +125,16 @@ class PackEngine(Engine):
     ) -> list[tuple[Tensor, Tensor]] | None:
         """Members that stop together (the study's deadline stops a whole pack at once) are run
         as one stack of their kept models: one stacked pass over val and test instead of one
-        pass per member.  A single member runs alone (None)."""
+        pass per member.  A single member runs alone (None), and so does each member when the stack
+        cannot run (out of memory beside the live pack): this is a shortcut, never a failure."""
         if len(models) < 2:
             return None
-        packed = pack_models(models).to(self.device)
-        val_out, test_out = (self._predict(packed, d) for d in (val, test))
+        try:
+            packed = pack_models(models).to(self.device)
+            val_out, test_out = (self._predict(packed, d) for d in (val, test))
+        except (RuntimeError, NotPackable) as exc:
+            log.warning("the finished members' stacked evaluation failed (%s); each is evaluated alone", exc)
+            return None
         return [(val_out[j], test_out[j]) for j in range(len(models))]
 
     def on_epoch_end(self, slot: int, val_loss: float, steps_left: int | None = None) -> None:
