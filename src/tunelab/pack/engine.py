@@ -104,6 +104,10 @@ class PackEngine(Engine):
     def k(self) -> int:
         return self.model.k
 
+    @property
+    def _recurrent(self) -> bool:
+        return any(isinstance(m, PackedRNN) for m in self.model.modules())
+
     def member_model(self, slot: int) -> nn.Module:
         """Member ``slot``'s own single model (its initial weights until it finishes)."""
         return self.solo_models[slot].to(self.device)
@@ -126,8 +130,11 @@ class PackEngine(Engine):
         """Members that stop together (the study's deadline stops a whole pack at once) are run
         as one stack of their kept models: one stacked pass over val and test instead of one
         pass per member.  A single member runs alone (None), and so does each member when the stack
-        cannot run (out of memory beside the live pack): this is a shortcut, never a failure."""
-        if len(models) < 2:
+        cannot run (out of memory beside the live pack): this is a shortcut, never a failure.
+        Recurrent members on a GPU run alone too: cuDNN's fused GRU/LSTM runs one member's pass in
+        a few kernels a batch, the stacked recurrence (uncompiled here: a new pack size would
+        recompile) launches several per time step, so the stack pays only for many members."""
+        if len(models) < 2 or (self.device.type == "cuda" and self._recurrent):
             return None
         try:
             packed = pack_models(models).to(self.device)
