@@ -174,6 +174,26 @@ def test_a_killed_process_loses_no_sqlite_commit(tmp_path: Path) -> None:
     assert (running.state.name, running.intermediate_values) == ("RUNNING", {1: 0.5})
 
 
+def test_a_read_only_sqlite_file_is_read_in_its_own_mode(tmp_path: Path) -> None:
+    """The write-ahead log cannot be switched on in a file opened read-only: it is read as it is."""
+    import sqlite3
+
+    import sqlalchemy
+
+    from tunelab.storage import _write_ahead
+
+    con = sqlite3.connect(tmp_path / "ro.db")
+    con.execute("CREATE TABLE t (x)")
+    con.execute("INSERT INTO t VALUES (1)")
+    con.commit()
+    con.close()
+    engine = sqlalchemy.create_engine(f"sqlite:///file:{tmp_path / 'ro.db'}?mode=ro&uri=true")
+    _write_ahead(engine)
+    with engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+        assert c.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+
+
 _OPEN_AT_ONCE = """
 import sys, time
 start = float(sys.argv[2])

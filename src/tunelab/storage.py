@@ -217,13 +217,19 @@ def _write_ahead(engine: Any) -> None:
     longer block the writer (several workers on one machine).  A committed trial survives a crash or
     kill of any process; only an OS crash or power loss may roll back the last commits (SQLite's
     own guarantee for this mode).  The mode is kept in the file: every later connection uses it."""
+    import sqlite3
+
     from sqlalchemy import event
 
     def pragmas(connection: Any, _record: Any) -> None:
         cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # in memory: stays "memory"
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")  # in memory: stays "memory"
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:  # a read-only file or folder: read it in the mode it has
+            log.debug("SQLite write-ahead log not enabled: %s", exc)
+        finally:
+            cursor.close()
 
     event.listen(engine, "connect", pragmas)
     engine.dispose()  # connections opened before the listener are closed; new ones get the mode
