@@ -50,8 +50,9 @@ class ConvNorm(nn.Module):
         self.norm = MaskedBatchNorm1d(c_out)
         self.act = nn.ReLU() if act else nn.Identity()
 
-    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        return zero_padding(self.act(self.norm(self.conv(h, mask), mask)), mask)
+    def forward(self, h: Tensor, mask: Tensor, zeroed: bool = False) -> Tensor:
+        """``zeroed``: ``h`` is zero at padded steps already (a previous layer's output)."""
+        return zero_padding(self.act(self.norm(self.conv(h, mask, zeroed), mask)), mask)
 
 
 class FCN(nn.Module):
@@ -68,8 +69,8 @@ class FCN(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         mask = length_mask(lengths, x.shape[1])
         h = x
-        for block in self.blocks:
-            h = block(h, mask)
+        for i, block in enumerate(self.blocks):
+            h = block(h, mask, zeroed=i > 0)
         return self.head(self.drop(masked_mean(h, mask)))
 
 

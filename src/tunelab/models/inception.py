@@ -63,9 +63,12 @@ class InceptionModule(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        z = zero_padding(self.bottleneck(h, mask), mask) if self.bottleneck is not None else h
-        branches = [conv(z, mask) for conv in self.convs]
-        branches.append(self.pool_conv(masked_max_pool(h, mask, 3), mask))
+        # ``h`` is zero at padded steps (the network's input is zeroed, each module's output too),
+        # and so are the bottleneck's output (a 1x1 conv without bias) and the max-pool branch:
+        # the convs need not zero their inputs again (same values, a pass over each saved)
+        z = self.bottleneck(h, mask, zeroed=True) if self.bottleneck is not None else h
+        branches = [conv(z, mask, zeroed=True) for conv in self.convs]
+        branches.append(self.pool_conv(masked_max_pool(h, mask, 3), mask, zeroed=True))
         return zero_padding(self.act(self.norm(torch.cat(branches, dim=-1), mask)), mask)
 
 
@@ -79,7 +82,7 @@ class Shortcut(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, h: Tensor, out: Tensor, mask: Tensor) -> Tensor:
-        return zero_padding(self.act(out + self.norm(self.conv(h, mask), mask)), mask)
+        return zero_padding(self.act(out + self.norm(self.conv(h, mask, zeroed=True), mask)), mask)
 
 
 class InceptionTime(nn.Module):

@@ -37,6 +37,7 @@ class MaskedConv1d(nn.Module):
 
     Padded steps are zeroed before the conv, so the valid outputs equal those of the
     unpadded sequence; the output itself is not re-masked (callers do that once per layer).
+    A caller whose input is zero there already says ``zeroed=True`` and saves a pass over it.
     """
 
     def __init__(
@@ -48,8 +49,8 @@ class MaskedConv1d(nn.Module):
         self.pad = (total, 0) if causal else (total // 2, total - total // 2)
         self.conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation, bias=bias)
 
-    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        z = zero_padding(h, mask).transpose(1, 2)
+    def forward(self, h: Tensor, mask: Tensor, zeroed: bool = False) -> Tensor:
+        z = (h if zeroed else zero_padding(h, mask)).transpose(1, 2)
         return self.conv(F.pad(z, self.pad)).transpose(1, 2)
 
 

@@ -53,10 +53,11 @@ class ResNetBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
+        """``h`` zero at padded steps (the network zeroes its input; each layer's output is zeroed)."""
         z = h
         for conv in self.convs:
-            z = conv(z, mask)
-        s = self.short_conv(h, mask) if self.short_conv is not None else h
+            z = conv(z, mask, zeroed=True)
+        s = self.short_conv(h, mask, zeroed=True) if self.short_conv is not None else h
         return zero_padding(self.act(z + self.short_norm(s, mask)), mask)
 
 
@@ -73,7 +74,7 @@ class ResNet(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         mask = length_mask(lengths, x.shape[1])
-        h = x
+        h = zero_padding(x, mask)
         for block in self.blocks:
             h = block(h, mask)
         return self.head(self.drop(masked_mean(h, mask)))
