@@ -122,7 +122,7 @@ class PackEngine(Engine):
                 self.best[name].index_copy_(0, idx, v.detach()[idx])
 
     def best_state(self, slot: int) -> dict[str, Tensor]:
-        return {name: v[slot].clone() for name, v in self.best.items()}
+        return {name: v[slot] for name, v in self.best.items()}  # views: Member.keep copies them once
 
     def final_outputs(
         self, models: Sequence[nn.Module], val: SequenceData, test: SequenceData

@@ -140,7 +140,8 @@ class Engine:
                 self.best[name].copy_(v)
 
     def best_state(self, slot: int) -> dict[str, Tensor]:
-        """Member ``slot``'s best weights as an ordinary single-model state dict."""
+        """Member ``slot``'s best weights as an ordinary single-model state dict: the engine's own
+        tensors, to be copied (``load_state_dict``) before the engine trains on."""
         return self.best
 
     def final_outputs(
