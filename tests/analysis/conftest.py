@@ -57,13 +57,19 @@ def new_study(
 
 
 def add_complete(
-    study: optuna.Study, row: tuple, values: list[float] | None = None, run_dir: str | None = None
+    study: optuna.Study,
+    row: tuple,
+    values: list[float] | None = None,
+    run_dir: str | None = None,
+    stop_reason: str | None = None,
 ) -> None:
     lr, hidden, name, dropout, f1, tl, vl, epochs, best = row
     attrs = {TRIAL.EPOCHS: epochs, TRIAL.BEST_EPOCH: best, TRIAL.MAX_EPOCHS: MAX_EPOCHS, TRIAL.TRAIN_LOSS: tl,
              TRIAL.VAL_LOSS: vl, TRIAL.GAP: vl - tl, TRIAL.N_PARAMS: hidden * 100, TRIAL.SECONDS: 1.5, TRIAL.MODEL: name}  # fmt: skip
     if run_dir:
         attrs[TRIAL.RUN_DIR] = run_dir
+    if stop_reason:
+        attrs[TRIAL.STOP_REASON] = stop_reason
     study.add_trial(create_trial(params=_params(lr, hidden, name, dropout), distributions=DISTS,
                                  values=values or [f1], user_attrs=attrs, intermediate_values=_curve(f1, epochs)))  # fmt: skip
 

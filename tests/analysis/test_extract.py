@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import statistics
@@ -275,3 +276,38 @@ def test_single_trial_groups_are_marked_in_report_and_console(tmp_path: Path) ->
     for item in renderables(r):
         console.print(item)
     assert SINGLE_NOTE in console.export_text()
+
+
+def test_trials_the_clock_stopped_are_not_early_stopped_and_the_report_says_so(tmp_path: Path) -> None:
+    """A trial ended by its time share or the study's timeout has not early-stopped and saved no
+    epochs; when the clock ended most trials, the console and report.html say the scores are
+    limited by the budget."""
+    from rich.console import Console
+
+    from tunelab.analysis import analyze
+    from tunelab.analysis.console import renderables
+    from tunelab.results.attrs import STOP
+
+    study = new_study(tmp_path / "s.db", "s", ["maximize"], ["val_f1"])
+    # epochs 10, 7, 10, 6 of 10: a study from before stop reasons (row 0), the clock (7 and 6), max_epochs
+    for row, reason in zip(COMPLETE[:4], [None, STOP.SHARE, "max_epochs", STOP.EARLY], strict=True):
+        add_complete(study, row, stop_reason=reason)
+    t = extract(study).training
+    # saved: only the early-stopped trial's 4 epochs; the time-shared one's 3 unused epochs were not saved
+    assert (t.time_stopped, t.early_stopped, t.epochs_saved) == (1, 1, MAX_EPOCHS - 6)
+    assert t.note is None  # 1 of 4: the budget is not the story
+    assert ("stopped by the time budget", "1 of 4") in t.rows()
+
+    add_complete(study, COMPLETE[4], stop_reason=STOP.TIMEOUT)
+    r = analyze(study=study, out_dir=tmp_path / "out", plots=False)
+    assert r.training.time_stopped == 2 and r.training.note is None  # 2 of 5
+    add_complete(study, COMPLETE[5], stop_reason=STOP.SHARE)
+    r = analyze(study=study, out_dir=tmp_path / "out", plots=False)
+    assert r.training.note is not None and r.training.note.startswith(
+        "3 of 6 completed trials were stopped by the time"
+    )
+    assert html.escape(r.training.note) in (tmp_path / "out" / "report.html").read_text()
+    console = Console(width=400, record=True)
+    for item in renderables(r):
+        console.print(item)
+    assert r.training.note in console.export_text()

@@ -16,10 +16,12 @@ from tunelab.budget import DataSize
 from tunelab.cli import app
 from tunelab.config import pack_key
 from tunelab.results.attrs import STUDY, TRIAL
+from tunelab.results.study import time_stopped_note
 from tunelab.train import BaseCallback
 from tunelab.tune import study_from_mapping, tune
 from tunelab.tune.execution.deadline import STOP_REASON
 from tunelab.tune.options import TuneOptions
+from tunelab.tune.reporting.report import best_summary
 from tunelab.tune.space.portfolio import (
     DEFAULT_TIMEOUT,
     budget_line,
@@ -203,6 +205,11 @@ def test_the_groups_of_a_packed_batch_share_the_time_and_none_starts_after_it(
         assert {t.user_attrs["stop_reason"] for t in first} == {"time share"}
         assert {t.state for t in second} == {optuna.trial.TrialState.COMPLETE}
         assert {t.user_attrs["stop_reason"] for t in second} == {STOP_REASON}
+    # every completed trial was stopped by the clock, and the study's summary says so
+    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in _load(tmp_path, result.study_name).trials)
+    assert result.time_stopped == (complete, complete)
+    note = time_stopped_note(*result.time_stopped)
+    assert note is not None and f"  {note}" in best_summary(result)
 
 
 def test_portfolio_runs_known_good_configurations_first_then_packs_a_few_shape_groups(

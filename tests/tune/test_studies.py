@@ -56,7 +56,9 @@ def test_artifacts_exist_and_parse(tmp_path: Path, splits: Any) -> None:
         "n_params",
         "seconds",
         "reason",
+        "stop_reason",
     } <= set(rows[0])
+    assert {r["stop_reason"] for r in rows} <= {"early_stopping", "max_epochs"}  # why each one stopped
     results = json.loads((d / "study_results.json").read_text())
     assert results["best_trial"]["number"] == result.best_number and len(results["trials"]) == 2 and results["finished"]
     assert sorted(p.name.split("-")[0] for p in (d / "trials").iterdir()) == ["0", "1"]

@@ -36,6 +36,8 @@ def renderables(result: AnalysisResult) -> list[RenderableType]:
     """Summary, top-k, importance, impact, overfitting, pruning, families (and Pareto front)."""
     out: list[RenderableType] = [_summary(result)]
     out += [Text(line) for line in result.reference]
+    if result.training.note:
+        out.append(Text(result.training.note, style="yellow"))
     out += [Text(m, style="yellow") for m in result.messages]
     if len(result.top):
         out.append(_top(result))

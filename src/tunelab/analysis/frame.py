@@ -109,7 +109,7 @@ def trial_table(study: optuna.Study, info: StudyInfo | None = None) -> TrialTabl
 
 _ATTR_COLS = (
     "epochs", "max_epochs", "best_epoch", "train_loss", "val_loss", "gap", "n_params", "seconds", "model",
-    "reason", "pruned_epoch", "last_step", "last_intermediate", "n_intermediate", "start", "complete", "run_dir",
+    "reason", "stop_reason", "pruned_epoch", "last_step", "last_intermediate", "n_intermediate", "start", "complete", "run_dir",
 )  # fmt: skip
 
 
@@ -160,6 +160,7 @@ def _row(t: FrozenTrial, n_obj: int, params: list[str], kinds: dict[str, str]) -
         seconds=_num(seconds),
         model=str(a.get(TRIAL.MODEL) or t.params.get("model.name") or _dig(cfg, "model", "name") or "-"),
         reason=a.get(TRIAL.REASON),
+        stop_reason=a.get(TRIAL.STOP_REASON),
         pruned_epoch=_num(pruned_epoch),
         last_step=_num(last_step),
         last_intermediate=_num(t.intermediate_values[last_step]) if last_step is not None else math.nan,

@@ -59,6 +59,8 @@ def render_report(result: AnalysisResult, plots: list[Plot] | None = None, *, pl
             f"<p class='muted'>phase {_e(s.phase)} · generated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>",
             "<nav>" + "".join(f"<a href='#{i}'>{_e(h)}</a>" for i, h in SECTIONS) + "</nav>"]  # fmt: skip
     body += [f"<p class='note'><b>{_e(m)}</b></p>" for m in result.reference]
+    if result.training.note:
+        body.append(f"<p class='note'>{_e(result.training.note)}.</p>")
     body += [f"<p class='note'>{_e(m)}</p>" for m in result.messages]
     parts = {
         "summary": _summary(result),

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-__all__ = ["STUDY", "TRIAL"]
+__all__ = ["STOP", "STUDY", "TRIAL"]
 
 
 class TRIAL:
@@ -26,6 +26,16 @@ class TRIAL:
     METRICS = "metrics"  # dict of final metrics: val_* at the best epoch, test_* of the kept weights
     CONFIG = "config"  # the trial's complete ExperimentConfig as a JSON-ready dict
     PACK_SIZE = "pack_size"  # members of the pack the trial trained in (absent: trained alone)
+    STOP_REASON = "stop_reason"  # why a finished run stopped: one of STOP, "max_epochs", "pruned", ...
+
+
+class STOP:
+    """Values of ``TRIAL.STOP_REASON`` that the analysis tells apart."""
+
+    EARLY = "early_stopping"  # its patience ran out
+    TIMEOUT = "study timeout"  # the study's deadline
+    SHARE = "time share"  # its share of the time left, while other trials were queued
+    TIME = (TIMEOUT, SHARE)  # stopped by the clock: more time would have trained it further
 
 
 class STUDY:

@@ -33,14 +33,23 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tunelab.results.attrs import STUDY, TRIAL
+from tunelab.results.attrs import STOP, STUDY, TRIAL
 from tunelab.results.io import atomic_write, read_json, write_json, write_text
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-__all__ = ["StudyWriter", "best_trial", "read_study_json", "tie_loss", "trial_reason", "trial_rows"]
+__all__ = [
+    "StudyWriter",
+    "best_trial",
+    "read_study_json",
+    "tie_loss",
+    "time_stopped",
+    "time_stopped_note",
+    "trial_reason",
+    "trial_rows",
+]
 
 STUDY_JSON = "study.json"
 log = logging.getLogger(__name__)
@@ -76,6 +85,24 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     front = study.best_trials
     sign = 1.0 if study.directions[0].name == "MAXIMIZE" else -1.0
     return max(front, key=lambda t: sign * t.values[0]) if front else None
+
+
+def time_stopped(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
+    """(completed trials the clock stopped -- their time share or the study's timeout --, completed trials)."""
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    return sum(t.user_attrs.get(TRIAL.STOP_REASON) in STOP.TIME for t in done), len(done)
+
+
+def time_stopped_note(stopped: int, complete: int) -> str | None:
+    """A sentence when the clock, not early stopping, ended at least half of the completed trials
+    (their scores then say as much about the budget as about the configurations); else None."""
+    if not stopped or 2 * stopped < complete:
+        return None
+    return (
+        f"{stopped} of {complete} completed trials were stopped by the time budget (their share of it or the"
+        " study's timeout), not by early stopping: their scores are limited by the time they had;"
+        " a longer --timeout, or a GPU, trains them further"
+    )
 
 
 def trial_reason(trial: FrozenTrial, retried_as: dict[int, int]) -> str:
@@ -147,6 +174,7 @@ def trial_rows(study: optuna.Study, objectives: Sequence[str]) -> list[dict[str,
             if m not in row:
                 row[m] = _num(metrics.get(m))
         row["reason"] = trial_reason(t, retried)
+        row["stop_reason"] = ua.get(TRIAL.STOP_REASON)
         row["run_dir"] = ua.get(TRIAL.RUN_DIR)
         rows.append(row)
     return rows

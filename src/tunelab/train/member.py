@@ -23,6 +23,7 @@ from tunelab.config import ExperimentConfig, save_config
 from tunelab.data.base import DataMeta
 from tunelab.errors import UserError
 from tunelab.models import count_parameters
+from tunelab.results.attrs import STOP
 from tunelab.results.run import RunWriter
 from tunelab.train.callbacks import Callback, Diverged, EarlyStopper, EpochReport, FitContext, StopTraining
 from tunelab.train.losses import build_loss
@@ -111,7 +112,7 @@ class Member:
             self.stop_reason = "pruned" if is_pruned(exc) else f"error: {type(exc).__name__}"
             self.exception = exc
         if self.stop_reason is None and self.stopper.stop:
-            self.stop_reason = "early_stopping"
+            self.stop_reason = STOP.EARLY
         if self.stop_reason is None and epoch >= self.cfg.train.max_epochs:
             self.stop_reason = "max_epochs"
         return improved

@@ -30,12 +30,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tunelab.results.attrs import STOP
 from tunelab.train.callbacks import BaseCallback, EpochReport, FitContext, StopTraining
 
 __all__ = ["SHARE_REASON", "STOP_REASON", "StudyDeadline", "remaining"]
 
-STOP_REASON = "study timeout"
-SHARE_REASON = "time share"
+STOP_REASON = STOP.TIMEOUT
+SHARE_REASON = STOP.SHARE
 
 
 class StudyDeadline(BaseCallback):

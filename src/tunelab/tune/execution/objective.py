@@ -343,4 +343,4 @@ class Objective:
         trial.set_user_attr(
             TRIAL.METRICS, {k: v for k, v in m.items() if isinstance(v, float | int) and math.isfinite(v)}
         )
-        trial.set_user_attr("stop_reason", result.stop_reason)
+        trial.set_user_attr(TRIAL.STOP_REASON, result.stop_reason)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.baselines.reference import comparison_lines, ensemble_parts
 from tunelab.results.attrs import TRIAL
+from tunelab.results.study import time_stopped_note
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -100,6 +101,8 @@ def best_summary(result: Any) -> list[str]:
             f"  test_f1={fmt_value(ensemble.get('test_f1'))}  (saved in {result.study_dir}/ensemble)"
         )
     lines += [f"  {line}" for line in comparison_lines(reference, result.best_metrics, ensemble)]
+    if note := time_stopped_note(*getattr(result, "time_stopped", (0, 0))):
+        lines.append(f"  {note}")
     return lines
 
 

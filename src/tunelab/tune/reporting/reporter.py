@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tunelab.results.attrs import STUDY, TRIAL
-from tunelab.results.study import best_trial
+from tunelab.results.study import best_trial, time_stopped
 from tunelab.tune.reporting.report import trial_line
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class TuneResult:
     family: str | None = None
     reference: dict[str, Any] | None = None  # MiniRocket on the same split (classification studies)
     ensemble: dict[str, Any] | None = None  # the K best trials' mean, built as the study ended (tunelab.ensemble)
+    time_stopped: tuple[int, int] = (0, 0)  # (completed trials the time budget stopped, completed trials)
 
     @property
     def best_value(self) -> float | None:
@@ -111,8 +112,9 @@ def study_result(
     study: optuna.Study, study_dir: Path, shown: str, objectives: list[str], family: str | None
 ) -> TuneResult:
     best = best_trial(study)
+    trials = study.get_trials(deepcopy=False)
     states: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
     result = TuneResult(
         study.study_name,
@@ -123,6 +125,7 @@ def study_result(
         states,
         family=family,
         reference=study.user_attrs.get(STUDY.REFERENCE),
+        time_stopped=time_stopped(trials),
     )
     if best is not None:
         fixed = study.user_attrs.get(STUDY.FIXED_PARAMS) or {}
