@@ -148,3 +148,24 @@ def test_cuda_gives_the_cpu_features_and_fit() -> None:
     on_cpu, on_gpu = fit_minirocket(splits, device="cpu"), fit_minirocket(splits, device="cuda")
     assert on_gpu.extra["device"].startswith("cuda") and on_gpu.extra["alpha"] == on_cpu.extra["alpha"]
     assert on_gpu.metrics == pytest.approx(on_cpu.metrics, abs=0.02)
+
+
+def test_comparison_lines_say_points_for_accuracy_and_a_relative_change_for_errors() -> None:
+    from tunelab.baselines.reference import comparison_lines
+
+    clf = {"name": "MiniRocket", "test_acc": 0.96, "seconds": 0.8}
+    ens = {"members": [0, 1, "MiniRocket"], "test_acc": 0.98}
+    assert comparison_lines(clf, {"test_acc": 0.973}, ens) == [
+        "best tuned model vs MiniRocket: +1.3 points test_acc (0.9730 vs 0.9600; MiniRocket fitted in 0.8 s)",
+        "ensemble of 2 + MiniRocket vs MiniRocket: +2.0 points test_acc (0.9800 vs 0.9600)",
+    ]
+    reg = {"name": "MiniRocket", "test_mse": 0.02, "test_mae": 0.1, "seconds": 1.25}
+    assert comparison_lines(reg, {"test_mse": 0.0123}) == [
+        "best tuned model vs MiniRocket: 38.5% lower test_mse (0.0123 vs 0.02; MiniRocket fitted in 1.2 s)"
+    ]
+    assert comparison_lines(reg, {"test_mse": 0.03})[0].startswith(
+        "best tuned model vs MiniRocket: 50.0% higher test_mse"
+    )
+    assert comparison_lines(reg, {"test_mse": 0.064})[0].startswith("best tuned model vs MiniRocket: 3.2x the test_mse")
+    assert comparison_lines(reg, {}) == ["MiniRocket reference: test_mse 0.02 (no completed trial to compare)"]
+    assert comparison_lines(None, {"test_mse": 0.03}) == []

@@ -91,6 +91,36 @@ def test_the_studys_ensemble_leaves_minirocket_out_when_asked_or_without_a_refer
         assert rebuilt["with_reference"] is joins and ("MiniRocket weighing 0.5" in out.output) is joins
 
 
+@pytest.mark.reference
+def test_a_regression_study_is_compared_with_minirocket_on_test_mse(tmp_path: Path) -> None:
+    from tunelab.baselines import reference
+
+    data = [
+        "--dataset",
+        "synthetic_regression",
+        "data.options.n=48",
+        "data.options.min_len=6",
+        "data.options.max_len=12",
+    ]
+    args = ["tune", "--model", "gru", "--trials", "2", "--epochs", "1", *data, "model.hidden_dim=8", "--device", "cpu"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reference, "ENABLED", True)
+        out = CliRunner().invoke(app, [*args, "--save-dir", str(tmp_path), "--study-name", "r"])
+    assert out.exit_code == 0, out.output
+    results = json.loads((tmp_path / "r" / "study_results.json").read_text())
+    ref, best = results["reference"], results["best_trial"]["metrics"]
+    assert ref["name"] == "MiniRocket" and {"val_mse", "val_mae", "test_mse", "test_mae"} <= set(ref)
+    assert "test_acc" not in ref and results["ensemble"] is None  # no class probabilities to average
+    assert not (tmp_path / "r" / reference.DECISIONS_FILE).exists()  # kept for a classification ensemble only
+    word = "lower" if best["test_mse"] < ref["test_mse"] else "higher"
+    assert (
+        f"best tuned model vs MiniRocket: {100 * abs(best['test_mse'] - ref['test_mse']) / ref['test_mse']:.1f}% {word} test_mse"
+        in out.output
+    )
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert html.index("best tuned model vs MiniRocket") < html.index("id='summary'")
+
+
 def test_no_reference_flag_skips_it(tmp_path: Path) -> None:
     args = ["tune", "--model", "gru", "--trials", "1", "--epochs", "1", *TINY, "--no-report", "--no-reference"]
     out = CliRunner().invoke(app, [*args, "--save-dir", str(tmp_path), "--study-name", "n"])

@@ -103,7 +103,10 @@ ObjectivesOpt = Annotated[
 ]
 NoReportOpt = Annotated[bool, typer.Option("--no-report", help="skip the analysis (plots, report.html) at the end")]
 NoReferenceOpt = Annotated[
-    bool, typer.Option("--no-reference", help="skip the MiniRocket reference fitted on a classification study's split")
+    bool,
+    typer.Option(
+        "--no-reference", help="skip the MiniRocket reference fitted on a classification or regression study's split"
+    ),
 ]
 EnsembleOpt = Annotated[
     int,

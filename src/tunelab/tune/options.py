@@ -30,7 +30,7 @@ class TuneOptions:
     report: bool = True  # run the analysis (report.html, plots) at the end
     tracking: Any = None  # tunelab.track.TrackingConfig
     source: str = "study"  # the study file, for messages
-    reference: bool = True  # fit MiniRocket once on a classification study's split
+    reference: bool = True  # fit MiniRocket once on a classification or regression study's split
     ensemble: int = 5  # a classification study ends with the mean of its K best trials (tunelab.ensemble); 0: none
     ensemble_reference: bool = True  # the study's MiniRocket reference joins that ensemble as its other half
     artifacts: str | None = None  # every trial's files to this artifact store (a shared path or s3://...)

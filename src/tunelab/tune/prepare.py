@@ -260,7 +260,7 @@ def _record(
     _set_attrs(study, attrs, opts.resume)
     journal, session = _join(cfg, c, study)
     fit_ref = None
-    if c.opts.reference and c.task == "classification" and needs_reference(study):
+    if c.opts.reference and needs_reference(study, c.task):
         fit_ref = partial(fit_reference, study, c.first, c.cache, study_dir)
     writer = StudyWriter(study_dir)
     writer.start(name, stored_url, mask_url(stored_url), resolved)
@@ -396,11 +396,12 @@ def _set_attrs(study: optuna.Study, attrs: dict[str, Any], resumed: bool) -> Non
         study.set_user_attr(key, value)
 
 
-def needs_reference(study: optuna.Study) -> bool:
-    """Whether the study has no MiniRocket reference yet (a resumed study keeps the one it has)."""
+def needs_reference(study: optuna.Study, task: str) -> bool:
+    """Whether a study of ``task`` takes a MiniRocket reference and has none yet (a resumed study
+    keeps the one it has)."""
     from tunelab.baselines import reference
 
-    return reference.ENABLED and not study.user_attrs.get(STUDY.REFERENCE)
+    return reference.ENABLED and task in reference.REFERENCE_TASKS and not study.user_attrs.get(STUDY.REFERENCE)
 
 
 def fit_reference(study: optuna.Study, space: SearchSpace, cache: DataCache, study_dir: Path) -> None:
