@@ -287,7 +287,7 @@ class Normalized(nn.Module):
     """``model`` behind the data's normalisation, so the exported graph takes raw inputs.
 
     Valid steps of ``x`` become ``(x - mean) / std`` and padding stays zero, as
-    ``tunelab.data.prepare`` does; seq2seq outputs are mapped back to target units.
+    ``tunelab.data.prepare`` does; seq2seq and regression outputs are mapped back to target units.
     """
 
     mean: Tensor
@@ -324,6 +324,8 @@ class Normalized(nn.Module):
             out = torch.where(
                 keep, out * self.target_std + self.target_mean, torch.zeros((), dtype=out.dtype, device=out.device)
             )
+        elif self.denormalize:  # regression [B, D]
+            out = out * self.target_std + self.target_mean
         return out  # type: ignore[no-any-return]
 
 

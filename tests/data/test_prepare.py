@@ -69,11 +69,19 @@ def test_seq2seq_denoising_scales_input_and_target_alike() -> None:
     assert torch.equal(s.train.y[pad], torch.zeros_like(s.train.y[pad]))
 
 
-def test_regression_targets_left_as_they_are() -> None:
+def test_regression_targets_get_a_z_score_from_the_training_rows_and_keep_their_scale() -> None:
     cfg = DataConfig(name="synthetic_regression", options={"n": 60})
     s, raw = prepare(cfg, seed=0), load_dataset(cfg)
-    assert s.target_mean is None and s.meta.task == "regression"
-    assert s.train.y.min() >= raw.y.min() and s.train.y.max() <= raw.y.max()
+    assert s.meta.task == "regression" and s.target_mean is not None and s.target_std is not None
+    torch.testing.assert_close(s.train.y.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(s.train.y.std(0, unbiased=False), torch.ones(2), atol=1e-5, rtol=0)
+    assert all(p.y_scale is not None and torch.equal(p.y_scale, s.target_std) for p in (s.train, s.val, s.test))
+    # every row, mapped back, is a row of the data in its own units
+    back = torch.cat([p.y for p in (s.train, s.val, s.test)]) * s.target_std + s.target_mean
+    torch.testing.assert_close(back.sort(0).values, raw.y.sort(0).values, atol=1e-4, rtol=1e-5)
+    off = prepare(DataConfig(name="synthetic_regression", options={"n": 60}, normalize=False), seed=0)
+    assert off.target_mean is None and off.train.y_scale is None
+    assert off.train.y.min() >= raw.y.min() and off.train.y.max() <= raw.y.max()
 
 
 def test_classes_filter_keeps_most_frequent() -> None:

@@ -372,3 +372,20 @@ def test_a_stacked_final_evaluation_that_fails_falls_back_to_one_pass_each(monke
     results = fit_pack(cfgs, _splits())
     assert calls == [2, 2] and len(solo_passes) == 4  # the stack was tried, then val and test of each alone
     assert all(r.stop_reason == "max_epochs" and "test_acc" in r.metrics for r in results)
+
+
+def test_packed_regression_errors_are_scaled_back_like_the_solo_ones() -> None:
+    from tunelab.data.base import DataMeta
+    from tunelab.pack.losses import member_metrics
+    from tunelab.train.metrics import regression_metrics
+
+    g = torch.Generator().manual_seed(0)
+    out, y, scale = torch.randn(3, 10, 2, generator=g), torch.randn(10, 2, generator=g), torch.tensor([10.0, 0.5])
+    meta = DataMeta("reg", 1, 4, task="regression", n_outputs=2)
+    got = member_metrics(out, y, torch.ones(10, dtype=torch.long), meta, scale=scale)
+    for k in range(3):
+        solo = regression_metrics(out[k], y, scale=scale)
+        assert float(got["mse"][k]) == pytest.approx(solo["mse"]) and float(got["mae"][k]) == pytest.approx(solo["mae"])
+    assert regression_metrics(out[0], y, scale=scale)["mse"] == pytest.approx(
+        float(((out[0] - y) * scale).square().mean())
+    )

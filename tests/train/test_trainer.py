@@ -27,6 +27,28 @@ def test_fit_writes_a_run_directory(tmp_path) -> None:
     assert 0 <= result.metrics["test_acc"] <= 1 and result.n_params > 0
 
 
+def test_regression_trains_alike_in_any_target_units_and_reports_errors_in_them(tmp_path) -> None:
+    """Targets are z-scored with training statistics: a target in the thousands trains as one near
+    1 (before, the head had to reach 5000 from 0), and MSE/MAE come back in the targets' units."""
+    import numpy as np
+
+    from tunelab.config import DataConfig
+    from tunelab.data import load_dataset, prepare
+
+    raw = load_dataset(DataConfig(name="synthetic_regression", options={"n": 64, "min_len": 8, "max_len": 16}))
+    for name, y in (("unit", raw.y), ("big", raw.y * 1000 + 5000)):
+        np.savez(tmp_path / f"{name}.npz", x=raw.x.numpy(), lengths=raw.lengths.numpy(), y=y.numpy())
+    a, b = (fit(load_config(None, [*FAST, f"data.path={tmp_path / n}.npz"])) for n in ("unit", "big"))
+    assert [r.metrics["train_loss"] for r in b.history] == pytest.approx(
+        [r.metrics["train_loss"] for r in a.history], rel=1e-4
+    )
+    assert b.metrics["test_mse"] == pytest.approx(1e6 * a.metrics["test_mse"], rel=1e-3)
+    assert b.metrics["val_mae"] == pytest.approx(1e3 * a.metrics["val_mae"], rel=1e-3)
+    big = prepare(DataConfig(path=str(tmp_path / "big.npz")), 0)
+    test_y = big.test.y * big.target_std + big.target_mean
+    assert b.metrics["test_mse"] < 2 * float(test_y.var(0, unbiased=False).mean())  # near the mean, not near 0
+
+
 def test_same_config_gives_the_same_numbers_on_cpu() -> None:
     cfg = load_config(None, [*FAST, "data.augment.jitter=0.1", "model.dropout=0.2"])
     a = fit(cfg, data=tiny_splits())

@@ -157,7 +157,7 @@ def fit_minirocket(
             onehot = torch.nn.functional.one_hot(pred.long(), meta.n_classes).float()
             found = classification_metrics(onehot, y.long(), meta.n_classes)
         else:
-            found = regression_metrics(pred.float().reshape(y.shape), y.float())
+            found = regression_metrics(pred.float().reshape(y.shape), y.float(), scale=parts[name].y_scale)
         metrics |= {f"{name}_{k}": v for k, v in found.items()}
     return ReferenceResult(
         name=NAME,

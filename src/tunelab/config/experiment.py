@@ -65,7 +65,9 @@ class DataConfig(StrictModel):
     classes: int | None = Field(None, ge=2, description="keep only the N most frequent classes")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="stratified validation share of the train split")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="test share when the data has no official split")
-    normalize: bool = Field(True, description="per-channel z-score with train-split statistics")
+    normalize: bool = Field(
+        True, description="per-channel z-score with train-split statistics (inputs; regression and seq2seq targets too)"
+    )
     bucket: bool = Field(False, description="group sequences of similar length into batches to cut padding")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     noise: NoiseConfig | None = Field(None, description="make a denoising (seq2seq) task from the data")

@@ -42,7 +42,9 @@ class SequenceData:
     ``y`` is int64 ``[N]`` (class ids), float ``[N, D]`` (regression) or float ``[N, T, C_out]``
     (seq2seq, padded like ``x``).  ``split`` marks an official split: 0 train, 1 test.
     ``extras`` holds other per-sample model inputs (a graph's adjacency, ...), passed to the
-    model as keyword arguments.
+    model as keyword arguments.  ``y_scale`` ``[D]``: regression targets were divided by it (and
+    centred) when the splits were prepared; errors are multiplied by it again for MSE and MAE, so
+    they are in the targets' own units.
     """
 
     x: Tensor
@@ -51,6 +53,7 @@ class SequenceData:
     meta: DataMeta
     split: Tensor | None = None
     extras: dict[str, Tensor] = field(default_factory=dict)
+    y_scale: Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.x.shape[0]
@@ -79,6 +82,7 @@ class SequenceData:
             y=self.y.to(device),
             split=None if self.split is None else self.split.to(device),
             extras={k: v.to(device) for k, v in self.extras.items()},
+            y_scale=None if self.y_scale is None else self.y_scale.to(device),
         )
 
     @cached_property

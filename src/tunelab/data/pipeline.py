@@ -14,7 +14,10 @@
    seq2seq data whose target has as many channels as the input (denoising), input and target
    are both divided by the input's per-channel RMS and not centred: one transform for both, so
    "output = input" stays the identity and SNRs are unchanged.  Other seq2seq targets get their
-   own z-score; classification labels and regression targets are left as they are.
+   own z-score; classification labels are left as they are.  Regression targets get a z-score per
+   output too, so training does not depend on their units (a target in the thousands trains as
+   one near 1); each split keeps the scale (``SequenceData.y_scale``), so its MSE and MAE are
+   reported in the targets' own units, and ``tunelab export`` maps outputs back to them.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class Splits:
 
     ``mean``/``std`` ``[C]``: inputs were transformed as ``(x - mean) / std`` on valid steps
     (zeros/ones when ``normalize`` is off).  ``target_mean``/``target_std``: the same for seq2seq
-    targets, None when targets were left as they are.  ``official_split``: whether the test rows
+    and regression targets, None when targets were left as they are.  ``official_split``: whether the test rows
     are the data's own test split.
     """
 
@@ -177,6 +180,8 @@ def prepare(cfg: DataConfig, seed: int) -> Splits:
             t_mean, t_std = mean, std
         elif seq2seq:
             t_mean, t_std = channel_stats(train.y, train.lengths)
+        elif data.meta.task == "regression":
+            t_mean, t_std = channel_stats(train.y.float().unsqueeze(1), torch.ones_like(train.lengths))
         parts = [_normalised(p, mean, std, t_mean, t_std) for p in parts]
     log.debug("splits: %d train, %d val, %d test (official=%s)", *(len(p) for p in parts), official)
     train, val, test = parts
@@ -203,5 +208,10 @@ def _all_singletons(data: SequenceData) -> bool:
 def _normalised(
     d: SequenceData, mean: Tensor, std: Tensor, t_mean: Tensor | None, t_std: Tensor | None
 ) -> SequenceData:
-    y = d.y if t_mean is None or t_std is None else apply_stats(d.y, d.lengths, t_mean, t_std)
-    return dataclasses.replace(d, x=apply_stats(d.x, d.lengths, mean, std), y=y)
+    x = apply_stats(d.x, d.lengths, mean, std)
+    if t_mean is None or t_std is None:
+        return dataclasses.replace(d, x=x)
+    if d.y.dim() == 2:  # regression [N, D]: one step per row; metrics scale errors back by y_scale
+        y = apply_stats(d.y.float().unsqueeze(1), torch.ones_like(d.lengths), t_mean, t_std).squeeze(1)
+        return dataclasses.replace(d, x=x, y=y, y_scale=t_std.clone())
+    return dataclasses.replace(d, x=x, y=apply_stats(d.y, d.lengths, t_mean, t_std))

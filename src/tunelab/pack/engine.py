@@ -209,7 +209,7 @@ class PackEngine(Engine):
         """Loss and task metrics of every member on ``data``: K-vectors, names without prefix."""
         out = self.predict(data)
         metrics = {"loss": self.loss_fn(out, data.y, data.lengths)}
-        return metrics | member_metrics(out, data.y, data.lengths, data.meta, data.x)
+        return metrics | member_metrics(out, data.y, data.lengths, data.meta, data.x, data.y_scale)
 
     def epoch_metrics(self, val: SequenceData) -> list[dict[str, float]]:
         """Each member's epoch metrics (train loss, validation metrics, learning rates, gradient

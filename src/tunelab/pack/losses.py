@@ -79,12 +79,13 @@ class PackedLoss(nn.Module):
 
 
 def member_metrics(
-    out: Tensor, y: Tensor, lengths: Tensor, meta: DataMeta, x: Tensor | None = None
+    out: Tensor, y: Tensor, lengths: Tensor, meta: DataMeta, x: Tensor | None = None, scale: Tensor | None = None
 ) -> dict[str, Tensor]:
     """Every member's task metrics as K-vectors (the solo metrics, vectorised).
 
     Classification: acc and macro F1 (over classes present in targets or predictions);
-    regression: mse, mae; seq2seq adds snr_db and snr_gain_db when output and input widths match.
+    regression: mse, mae (errors times ``scale``, the split's ``y_scale``: the targets' units);
+    seq2seq adds snr_db and snr_gain_db when output and input widths match.
     """
     k = out.shape[0]
     if meta.task == "classification":
@@ -99,6 +100,8 @@ def member_metrics(
         macro = (f1 * present).sum(1) / present.sum(1).clamp_min(1)
         return {"acc": tp.sum(1) / conf.sum((1, 2)).clamp_min(1), "f1": macro}
     err = out.float() - y.float().unsqueeze(0)
+    if scale is not None:
+        err = err * scale.to(err)
     if meta.task == "seq2seq":
         mask = length_mask(lengths, err.shape[2]).unsqueeze(-1).to(err.dtype)
         count = (mask.sum() * err.shape[-1]).clamp_min(1)

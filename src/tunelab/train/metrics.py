@@ -23,9 +23,14 @@ def classification_metrics(logits: Tensor, y: Tensor, n_classes: int) -> dict[st
     return {"acc": float(tp.sum() / conf.sum().clamp_min(1)), "f1": float(f1[present].mean()) if present.any() else 0.0}
 
 
-def regression_metrics(pred: Tensor, y: Tensor, lengths: Tensor | None = None) -> dict[str, float]:
-    """MSE and MAE; for sequences, over valid steps only."""
+def regression_metrics(
+    pred: Tensor, y: Tensor, lengths: Tensor | None = None, scale: Tensor | None = None
+) -> dict[str, float]:
+    """MSE and MAE; for sequences, over valid steps only.  ``scale`` ``[D]``: the targets were
+    divided by it (``SequenceData.y_scale``), so errors are multiplied by it: the targets' own units."""
     err = pred.float() - y.float()
+    if scale is not None:
+        err = err * scale.to(err)
     if lengths is not None and err.dim() == 3:
         mask = length_mask(lengths, err.shape[1]).unsqueeze(-1).expand_as(err)
         err = err[mask]

@@ -109,7 +109,7 @@ def score(out: Tensor, data: SequenceData, loss_fn: SequenceLoss) -> dict[str, f
     if task == "classification":
         metrics |= classification_metrics(out, data.y, data.meta.n_classes)
     else:
-        metrics |= regression_metrics(out, data.y, data.lengths if task == "seq2seq" else None)
+        metrics |= regression_metrics(out, data.y, data.lengths if task == "seq2seq" else None, data.y_scale)
         if task == "seq2seq" and data.x.shape[-1] == data.y.shape[-1]:
             metrics["snr_db"] = snr_db(data.y, out, data.lengths)
             metrics["snr_gain_db"] = metrics["snr_db"] - snr_db(data.y, data.x, data.lengths)
