@@ -103,11 +103,18 @@ def test_unsupported_task_is_a_user_error() -> None:
 
 @pytest.mark.parametrize("name", ["gru", "lstm"])
 @pytest.mark.parametrize("pooling", ["last", "mean"])
-def test_forward_rnn_over_padding_equals_each_sequence_alone(name: str, pooling: str) -> None:
-    # the forward-only recurrence runs over the padded batch (no packing): each sequence's output
-    # must equal what the model gives it alone, trimmed to its own length
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_rnn_over_padding_equals_each_sequence_alone(name: str, pooling: str, bidirectional: bool) -> None:
+    # the recurrence runs over the padded batch (no packing): each sequence's output must equal
+    # what the model gives it alone, trimmed to its own length
     torch.manual_seed(0)
-    cfg = validate_config(apply_overrides({}, [f"model.name={name}", "model.num_layers=2", f"model.pooling={pooling}"]))
+    over = [
+        f"model.name={name}",
+        "model.num_layers=2",
+        f"model.pooling={pooling}",
+        f"model.bidirectional={bidirectional}",
+    ]
+    cfg = validate_config(apply_overrides({}, over))
     model = build_model(cfg.model, CLS).eval()
     x, lengths = torch.randn(5, 10, 3), torch.tensor([10, 3, 7, 1, 5])
     x = x * (torch.arange(10)[None, :, None] < lengths[:, None, None])
@@ -115,6 +122,26 @@ def test_forward_rnn_over_padding_equals_each_sequence_alone(name: str, pooling:
     for i, n in enumerate(lengths.tolist()):
         alone = model(x[i : i + 1, :n], lengths[i : i + 1])
         torch.testing.assert_close(batched[i : i + 1], alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", [torch.nn.GRU, torch.nn.LSTM])
+def test_a_bidirectional_layer_off_the_gpu_equals_packed_sequences_and_their_gradients(kind: type) -> None:
+    """On a CPU both directions run as forward-only passes (the backward one over each row's valid
+    steps reversed): the outputs and every gradient are those of packed sequences."""
+    from tunelab.models.layers import bidirectional_rnn
+
+    torch.manual_seed(0)
+    rnn = kind(3, 6, batch_first=True, bidirectional=True)
+    lengths = torch.tensor([10, 3, 7, 1, 10])
+    x = torch.randn(5, 10, 3) * (torch.arange(10)[None, :, None] < lengths[:, None, None])
+    got = bidirectional_rnn(rnn, x, lengths)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    want = torch.nn.utils.rnn.pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=10)[0]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)  # padded steps zero in both
+    weights = torch.randn_like(want)
+    grads = [torch.autograd.grad((out * weights).sum(), list(rnn.parameters())) for out in (got, want)]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -236,3 +236,12 @@ def test_fitted_temperature_minimises_validation_nll() -> None:
     assert TEMPERATURE_RANGE[0] <= t_sep < 0.2
     assert float(torch.nn.functional.cross_entropy(separable.double() / t_sep, y)) < 1e-12
     assert fit_temperature(torch.zeros(4, 3), torch.tensor([0, 1, 2, 0])) == pytest.approx(1.0)  # flat: no change
+
+
+def test_training_on_a_cpu_flushes_denormal_floats() -> None:
+    """Vanishing gradients of long recurrences reach denormals, whose CPU arithmetic crawls."""
+    torch.set_flush_denormal(False)
+    tiny = torch.tensor([1e-39])
+    assert float(tiny * 1.0) != 0.0
+    fit(load_config(None, [*FAST, "train.max_epochs=1", "device=cpu"]), data=tiny_splits())
+    assert float(tiny * 1.0) == 0.0

@@ -21,6 +21,7 @@ from tunelab.models.base import AttentionPool, last_valid, length_mask
 from tunelab.models.layers import (
     MaskedConv1d,
     MaskedMultiheadAttention,
+    bidirectional_rnn,
     downsample_lengths,
     masked_downsample,
     zero_padding,
@@ -89,7 +90,7 @@ class BiLSTMEnhanced(nn.Module):
         super().__init__()
         width = 2 * cfg.hidden_dim
         self.cfg = cfg
-        self.capturable = False  # packed sequences read the lengths on the host: no CUDA graph
+        self.capturable = False  # on a GPU packed sequences read the lengths on the host: no CUDA graph
         # the conv block and gated residuals need the input at the LSTM's width
         self.proj = nn.Linear(meta.channels, width) if cfg.temporal_conv or cfg.gated_residual else None
         self.conv = MaskedConv1d(width, width, cfg.conv_kernel) if cfg.temporal_conv else None
@@ -124,11 +125,8 @@ class BiLSTMEnhanced(nn.Module):
             h = zero_padding(self.proj(h), mask)
         if self.conv is not None:
             h = zero_padding(h + F.gelu(self.conv(h, mask)), mask)
-        cpu_lengths = lengths.cpu()
         for i, lstm in enumerate(self.lstms):
-            packed = nn.utils.rnn.pack_padded_sequence(h, cpu_lengths, batch_first=True, enforce_sorted=False)
-            out, _ = lstm(packed)
-            out = self.drop(nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)[0])
+            out = self.drop(bidirectional_rnn(lstm, h, lengths))
             if self.cfg.gated_residual:
                 gate = torch.sigmoid(self.gates[i](torch.cat([out, h], dim=-1)))
                 out = self.norms[i](gate * out + (1 - gate) * h)

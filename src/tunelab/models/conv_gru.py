@@ -33,7 +33,7 @@ class ConvGRU(RNNClassifier):
     """Conv front-end + the GRU encoder/pooling/head of :class:`RNNClassifier`.
 
     Each conv sees zeros at padded steps (zeroed before the conv, re-zeroed after it), so
-    padding never leaks into valid steps; the GRU then runs on packed sequences.
+    padding never leaks into valid steps; the GRU then runs as :class:`RNNClassifier`'s does.
     """
 
     def __init__(self, cfg: ConvGRUConfig, meta: DataMeta) -> None:

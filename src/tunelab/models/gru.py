@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from tunelab.config import ModelConfig, shape
 from tunelab.data.base import DataMeta, Task
 from tunelab.models.base import AttentionPool, Pooling, PortfolioEntry, length_mask, pool
+from tunelab.models.layers import bidirectional_rnn
 from tunelab.registry import MODELS
 
 __all__ = ["GRUConfig", "LSTMConfig", "RNNClassifier"]
@@ -47,8 +48,8 @@ class RNNClassifier(nn.Module):
     Layers run one at a time (so LayerNorm and dropout can sit between them).  A forward-only
     recurrence runs over the padded batch: a step depends only on earlier steps, so every valid
     step is exact and padded steps are masked out — no packing, and no wait for the device to hand
-    the lengths to the host.  A bidirectional one runs over packed sequences, so the backward
-    direction starts at each sequence's own last step."""
+    the lengths to the host.  A bidirectional one's backward direction starts at each sequence's
+    own last step (:func:`~tunelab.models.layers.bidirectional_rnn`)."""
 
     def __init__(self, cell: type[nn.GRU] | type[nn.LSTM], cfg: GRUConfig, meta: DataMeta) -> None:
         super().__init__()
@@ -65,21 +66,15 @@ class RNNClassifier(nn.Module):
         self.pooling = cfg.pooling
         self.attn = AttentionPool(width) if cfg.pooling == "attention" else None
         self.bidirectional = cfg.bidirectional
-        self.capturable = not cfg.bidirectional  # packed sequences read the lengths on the host
+        self.capturable = not cfg.bidirectional  # on a GPU packed sequences read the lengths on the host
         self.seq2seq = meta.task == "seq2seq"  # one output per step instead of one per sequence
         self.head = nn.Linear(width, meta.out_dim)
 
     def encode(self, x: Tensor, lengths: Tensor) -> Tensor:
         t = x.shape[1]
-        packed_lengths = lengths.cpu() if self.bidirectional else None
         h = x
         for i, (rnn, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
-            if packed_lengths is None:
-                h, _ = rnn(h)
-            else:
-                packed = nn.utils.rnn.pack_padded_sequence(h, packed_lengths, batch_first=True, enforce_sorted=False)
-                out, _ = rnn(packed)
-                h, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
+            h = bidirectional_rnn(rnn, h, lengths) if self.bidirectional else rnn(h)[0]
             h = norm(h)
             if i < len(self.layers) - 1:
                 h = self.drop(h)
