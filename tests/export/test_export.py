@@ -111,36 +111,33 @@ def test_a_mismatching_export_names_the_family_and_the_other_format(tmp_path, mo
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_cli_export_puts_the_normalisation_inside_the_graph(tmp_path) -> None:
+def _exported(tmp_path, data: list[str]):  # type: ignore[no-untyped-def]
+    """A tiny TCN trained one epoch on ``data`` and exported by the CLI to ONNX: (cfg, result, session)."""
     from typer.testing import CliRunner
 
     from tunelab.cli import app
-    from tunelab.data import prepare
     from tunelab.train import fit
 
-    cfg = load_config(
-        None,
-        [
-            "data.name=synthetic_gestures",
-            "data.options={n: 48, classes: 3, min_len: 5, max_len: 12}",
-            "model.name=tcn",
-            "model.channels=8",
-            "model.num_blocks=1",
-            "train.max_epochs=1",
-            "device=cpu",
-        ],
-    )
+    tcn = ["model.name=tcn", "model.channels=8", "model.num_blocks=1", "train.max_epochs=1", "device=cpu"]
+    cfg = load_config(None, [*data, *tcn])
     result = fit(cfg, run_dir=tmp_path / "run")
     res = CliRunner().invoke(
         app, ["export", str(tmp_path / "run"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]
     )
     assert res.exit_code == 0, res.output
+    return cfg, result, ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+
+
+def test_cli_export_puts_the_normalisation_inside_the_graph(tmp_path) -> None:
+    from tunelab.data import prepare
+
+    data = ["data.name=synthetic_gestures", "data.options={n: 48, classes: 3, min_len: 5, max_len: 12}"]
+    cfg, result, session = _exported(tmp_path, data)
     side = json.loads((tmp_path / "m.onnx.json").read_text())
     assert side["normalization_inside"] is True and len(side["normalization"]["mean"]) == 3
     # raw data in, the trained model's outputs on the normalised data out
     splits = prepare(cfg.data, cfg.seed)
     raw = prepare(cfg.data.model_copy(update={"normalize": False}), cfg.seed).test
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {"x": raw.x.numpy(), "lengths": raw.lengths.numpy()})[0]
     with torch.no_grad():
         want = result.model.cpu().eval()(splits.test.x, splits.test.lengths).numpy()
@@ -148,33 +145,14 @@ def test_cli_export_puts_the_normalisation_inside_the_graph(tmp_path) -> None:
 
 
 def test_a_regression_export_returns_the_targets_own_units(tmp_path) -> None:
-    from typer.testing import CliRunner
-
-    from tunelab.cli import app
     from tunelab.data import prepare
-    from tunelab.train import fit
 
-    cfg = load_config(
-        None,
-        [
-            "data.name=synthetic_regression",
-            "data.options={n: 48, min_len: 6, max_len: 12}",
-            "model.name=tcn",
-            "model.channels=8",
-            "model.num_blocks=1",
-            "train.max_epochs=1",
-            "device=cpu",
-        ],
+    cfg, result, session = _exported(
+        tmp_path, ["data.name=synthetic_regression", "data.options={n: 48, min_len: 6, max_len: 12}"]
     )
-    result = fit(cfg, run_dir=tmp_path / "run")
-    res = CliRunner().invoke(
-        app, ["export", str(tmp_path / "run"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]
-    )
-    assert res.exit_code == 0, res.output
     splits = prepare(cfg.data, cfg.seed)
     assert splits.target_std is not None and splits.target_mean is not None
     raw = prepare(cfg.data.model_copy(update={"normalize": False}), cfg.seed).test
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     got = torch.from_numpy(session.run(None, {"x": raw.x.numpy(), "lengths": raw.lengths.numpy()})[0])
     # raw inputs in, predictions in the targets' units out: their error on raw targets is the run's test_mse
     assert float((got - raw.y).square().mean()) == pytest.approx(result.metrics["test_mse"], rel=1e-3)
