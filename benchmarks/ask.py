@@ -17,17 +17,15 @@ import tempfile
 import time
 import warnings
 from datetime import date
-from pathlib import Path
 
 import optuna
+from results_md import publish
 
 from tunelab.tune import TuneOptions, study_from_mapping
 from tunelab.tune.execution.asking import BatchAsker
 from tunelab.tune.execution.objective import Objective
 from tunelab.tune.execution.packs import _groups
 from tunelab.tune.prepare import prepare_study
-
-HERE = Path(__file__).resolve().parent
 
 
 def ask_and_begin(k: int, batch: bool) -> tuple[float, list[int], list[dict]]:
@@ -73,10 +71,7 @@ def main() -> None:
             for k, old, new, g, same in rows
         ),
     ]
-    print("\n".join(lines))
-    if args.append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write("\n" + "\n".join(lines) + "\n")
+    publish("\n".join(lines), args.append)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ import platform
 import time
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from results_md import publish
 from torch import Tensor, nn
 
 from tunelab.data.base import DataMeta
@@ -31,8 +31,6 @@ from tunelab.models.base import length_mask
 from tunelab.models.inception import InceptionTime, InceptionTimeConfig
 from tunelab.models.layers import MaskedBatchNorm1d, MaskedConv1d
 from tunelab.models.resnet import ResNet, ResNetConfig
-
-HERE = Path(__file__).resolve().parent
 
 
 def _conv(m: MaskedConv1d, h: Tensor) -> Tensor:
@@ -163,10 +161,7 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     table = head + "\n".join(rows) + "\n"
-    print(table)
-    if a.append:
-        with open(HERE / "RESULTS.md", "a") as f:
-            f.write("\n" + table)
+    publish(table, a.append)
 
 
 if __name__ == "__main__":

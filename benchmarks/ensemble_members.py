@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from results_md import publish
 
 from tunelab.baselines.reference import DECISIONS_FILE
 from tunelab.ensemble import REFERENCE_WEIGHT, _member_logits, _members_from_study, _reference_logits, member_weights
 from tunelab.ensemble import mean_probabilities as mix
 from tunelab.train.metrics import classification_metrics
-
-HERE = Path(__file__).resolve().parent
 
 
 def constant_score(splits: Any, metric: str) -> float:
@@ -101,11 +100,8 @@ def main() -> None:
         means = " | ".join(f"{sum(r[c] for r in rows) / len(rows):.3f}" for c in cols)
         lines.append(f"| mean | | | {means} |")
     text = "\n".join(lines) + "\n"
-    print(text)
+    publish(text, a.append)
     print(json.dumps(rows))
-    if a.append:
-        with open(HERE / "RESULTS.md", "a") as f:
-            f.write("\n" + text)
 
 
 if __name__ == "__main__":

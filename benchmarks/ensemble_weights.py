@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 
 import torch
+from results_md import publish
 
 from tunelab.ensemble import _member_logits, _members_from_study, _reference_logits, mean_probabilities
-
-HERE = Path(__file__).resolve().parent
 
 
 def score(study: Path, top_k: int, weights: list[float]) -> dict[str, float] | None:
@@ -75,10 +74,7 @@ def main() -> None:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write("\n" + text)
+    publish(text, args.append)
 
 
 if __name__ == "__main__":

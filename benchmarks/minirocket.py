@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_md import publish  # noqa: E402
 from tsc import QUICK  # noqa: E402
 from tsc_data import default_sources, stage  # noqa: E402
 
@@ -147,10 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         first["aeon"] = fit_aeon(data[first_name], 0, args.threads)[1]
     rows = [measure(name, splits, args, aeon) for name, splits in data.items()]
     block = table(rows, first, args)
-    print("\n" + block)
-    if args.append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write("\n" + block)
+    publish("\n" + block, args.append)
 
 
 if __name__ == "__main__":

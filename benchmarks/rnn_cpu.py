@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
+from results_md import publish
 from torch import Tensor, nn
 
 import tunelab.models.gru as gru_module
@@ -32,8 +32,6 @@ from tunelab.config import load_config
 from tunelab.data.base import DataMeta
 from tunelab.models import build_model
 from tunelab.models.layers import bidirectional_rnn
-
-HERE = Path(__file__).resolve().parent
 
 
 def packed(rnn: nn.Module, h: Tensor, lengths: Tensor) -> Tensor:
@@ -93,10 +91,7 @@ def main() -> None:
     for t, variable, times in rows:
         cells = " | ".join(f"{s:.2f}" for s in times)
         text += f"| {t} | {'variable' if variable else 'equal'} | {cells} | {times[0] / times[-1]:.1f}x |\n"
-    print(text)
-    if args.append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write("\n" + text)
+    publish(text, args.append)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_md import publish  # noqa: E402
 from tsc_data import Source, chance_rate, default_sources, stage, write_published  # noqa: E402
 from tsc_table import render  # noqa: E402
 
@@ -77,7 +78,7 @@ _LIVE: set[subprocess.Popen[str]] = set()  # running studies, stopped on an inte
 _STOP = threading.Event()
 
 
-def _tunelab(*args: str, limit: float) -> tuple[int, str]:
+def run_tunelab(*args: str, limit: float) -> tuple[int, str]:
     """Run ``python -m tunelab ARGS``; past ``limit`` seconds SIGTERM it (tunelab writes its artifacts)."""
     if _STOP.is_set():
         return -2, "not started: the run was interrupted"
@@ -125,7 +126,7 @@ def run(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     cmd = ["tune", "--data-path", str(folder), "--timeout", f"{args.budget:g}", "--save-dir", str(save)]
     cmd += ["--study-name", study, "--no-report", "--device", args.device, "--ensemble", str(args.top_k)]
     t0 = time.perf_counter()
-    rc, out = _tunelab(*cmd, limit=args.budget + args.grace)
+    rc, out = run_tunelab(*cmd, limit=args.budget + args.grace)
     row: dict[str, Any] = {"dataset": name, "seconds": round(time.perf_counter() - t0, 1)}
     if rc == -1:
         row["note"] = f"stopped at {args.budget + args.grace:g} s"
@@ -142,7 +143,7 @@ def run(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         if not json.loads(results_file.read_text()).get("best_trial"):
             break
         ens = ["ensemble", str(save / study), "--top-k", str(args.top_k), "--device", args.device, *extra]
-        _tunelab(*ens, limit=600)
+        run_tunelab(*ens, limit=600)
         ensembles[label] = (json.loads(results_file.read_text()).get("ensemble") or {}).get("test_acc")
     res = json.loads(results_file.read_text())
     best = res.get("best_trial") or {}
@@ -210,7 +211,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # so _tunelab passes SIGTERM on to the running study
+    raise KeyboardInterrupt  # so run_tunelab passes SIGTERM on to the running study
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -263,10 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         with lock:
             ordered = [rows[n] for n in args.names if n in rows]
         block = _header(args, ordered, origins) + "\n" + render(ordered, OURS, REFS, EXTRA) + "\n"
-        print("\n" + block)
-        if args.append and ordered:
-            with open(HERE / "RESULTS.md", "a") as fh:
-                fh.write("\n" + block)
+        publish("\n" + block, args.append and bool(ordered))
 
 
 if __name__ == "__main__":

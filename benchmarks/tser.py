@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tsc import _tunelab as run_tunelab  # noqa: E402
+from results_md import publish  # noqa: E402
+from tsc import run_tunelab  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DATASETS = ["Covid3Month", "CardanoSentiment"]
@@ -112,10 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(run(name, folder, args))
         print(json.dumps(rows[-1]), flush=True)
     text = table(rows, args)
-    print(text)
-    if args.append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write("\n" + text)
+    publish(text, args.append)
 
 
 if __name__ == "__main__":

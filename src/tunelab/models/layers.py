@@ -50,12 +50,12 @@ def bidirectional_rnn(rnn: nn.Module, h: Tensor, lengths: Tensor) -> Tensor:
     if not isinstance(rnn, (nn.GRU, nn.LSTM)):  # a pack's stacked layer (PackedRNN) masks by length itself
         return rnn(h, lengths=lengths)[0]  # type: ignore[no-any-return]
     t = h.shape[1]
-    mask = torch.arange(t, device=h.device)[None, :] < lengths[:, None]
     if h.is_cuda or torch.jit.is_tracing() or _exporting():  # exports map packed layers to ONNX's sequence_lens
         packed = nn.utils.rnn.pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = rnn(packed)
         return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)[0]
     steps = torch.arange(t, device=h.device)[None, :]
+    mask = steps < lengths[:, None]
     order = torch.where(mask, lengths[:, None] - 1 - steps, steps).unsqueeze(-1)  # valid steps reversed
     fwd = _one_direction(rnn, h, "")
     bwd = _one_direction(rnn, h.gather(1, order.expand_as(h)), "_reverse")
@@ -73,11 +73,12 @@ _TEMPLATES = threading.local()  # functional_call swaps a template's weights: on
 
 def _forward_only(lstm: bool, input_size: int, hidden_size: int) -> nn.Module:
     """A one-direction layer with no weights of its own (they are always passed in)."""
-    cache: dict[tuple[bool, int, int], nn.Module] = _TEMPLATES.__dict__.setdefault("layers", {})
+    if not hasattr(_TEMPLATES, "layers"):
+        _TEMPLATES.layers = {}
     key = (lstm, input_size, hidden_size)
-    if key not in cache:
-        cache[key] = (nn.LSTM if lstm else nn.GRU)(input_size, hidden_size, batch_first=True, device="meta")
-    return cache[key]
+    if key not in _TEMPLATES.layers:
+        _TEMPLATES.layers[key] = (nn.LSTM if lstm else nn.GRU)(input_size, hidden_size, batch_first=True, device="meta")
+    return _TEMPLATES.layers[key]  # type: ignore[no-any-return]
 
 
 def _one_direction(rnn: nn.GRU | nn.LSTM, h: Tensor, suffix: str) -> Tensor:
