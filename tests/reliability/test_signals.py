@@ -177,3 +177,41 @@ def test_a_signal_the_process_ignores_stays_ignored_through_the_gate() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_signal_inside_a_storage_call_is_raised_when_the_call_returns() -> None:
+    """Ctrl+C landing inside a storage call (here: a function of a module under ``sqlalchemy``)
+    waits until the call has returned, then acts: a half-read SQLite cursor left the connection's
+    read snapshot open and the trial's next write failed with "database is locked"."""
+    import os
+
+    from tunelab.tune.execution.signals import in_storage_call, tell_gate
+
+    code = (
+        "def call():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    end = time.monotonic() + 0.2\n"
+        "    while time.monotonic() < end:\n"
+        "        pass\n"
+        "    return 'returned'\n"
+    )
+    storage_module: dict[str, object] = {"__name__": "sqlalchemy.engine.base", "os": os, "signal": signal, "time": time}
+    exec(code, storage_module)  # noqa: S102  (a function whose frames read as a storage module's)
+    done: list[object] = []
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with tell_gate() as gate:
+            assert gate is not None
+            with pytest.raises(KeyboardInterrupt):
+                done.append(storage_module["call"]())  # type: ignore[operator]
+                time.sleep(1)  # the held signal is raised here, a few ms after the call
+            assert done == ["returned"]
+            done.clear()
+            with pytest.raises(KeyboardInterrupt):  # outside a storage call it acts at once
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+                done.append("slept")
+            assert done == []
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert not in_storage_call(__import__("sys")._getframe())

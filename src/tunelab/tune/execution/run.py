@@ -166,14 +166,15 @@ def _run_here(
             rep.trial(seen, trial)
         return guard(*trials)
 
+    from tunelab.tune.execution.signals import tell_gate
+
     if p.pack_size != 1:
         from tunelab.tune.execution.packs import run_packs
 
         device = str(p.space.base.get("device", "auto"))
-        run_packs(study, objective, p.pack_size, p.n_trials, timeout, told, device=device, pending=pending)
+        with tell_gate():  # never closed: it only keeps an interrupt out of storage calls
+            run_packs(study, objective, p.pack_size, p.n_trials, timeout, told, device=device, pending=pending)
         return
-
-    from tunelab.tune.execution.signals import tell_gate
 
     with tell_gate() as gate:  # an interrupt between trials (Optuna's tell, the next ask) waits for the next trial
 
