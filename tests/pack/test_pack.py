@@ -389,3 +389,22 @@ def test_packed_regression_errors_are_scaled_back_like_the_solo_ones() -> None:
     assert regression_metrics(out[0], y, scale=scale)["mse"] == pytest.approx(
         float(((out[0] - y) * scale).square().mean())
     )
+
+
+def test_packed_seq2seq_metrics_equal_the_solo_ones_with_a_target_scale() -> None:
+    """MSE/MAE in the targets' units; the SNR from the (scaled alike) targets and outputs."""
+    from tunelab.data.base import DataMeta
+    from tunelab.pack.losses import member_metrics
+    from tunelab.train.metrics import length_mask, regression_metrics, snr_db
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([6, 3, 5, 6])
+    pad = ~length_mask(lengths, 6).unsqueeze(-1)
+    y, x = (torch.randn(4, 6, 2, generator=g).masked_fill(pad, 0) for _ in range(2))
+    out, scale = torch.randn(3, 4, 6, 2, generator=g), torch.tensor([10.0, 0.5])
+    meta = DataMeta("s2s", 2, 6, task="seq2seq", n_outputs=2)
+    got = member_metrics(out, y, lengths, meta, x, scale=scale)
+    for k in range(3):
+        solo = regression_metrics(out[k], y, lengths, scale) | {"snr_db": snr_db(y, out[k], lengths)}
+        for name, value in solo.items():
+            assert float(got[name][k]) == pytest.approx(value, rel=1e-5), name

@@ -245,3 +245,24 @@ def test_training_on_a_cpu_flushes_denormal_floats() -> None:
     assert float(tiny * 1.0) != 0.0
     fit(load_config(None, [*FAST, "train.max_epochs=1", "device=cpu"]), data=tiny_splits())
     assert float(tiny * 1.0) == 0.0
+
+
+def test_denoising_trains_alike_in_any_signal_units_and_reports_errors_in_them(tmp_path) -> None:
+    """Seq2seq targets are scaled per channel like regression ones: MSE/MAE come back in the
+    signal's own units, and the SNRs do not depend on them."""
+    import numpy as np
+
+    from tunelab.config import DataConfig
+    from tunelab.data import load_dataset
+
+    raw = load_dataset(DataConfig(name="synthetic_gestures", options={"n": 48, "min_len": 8, "max_len": 16}))
+    for name, k in (("unit", 1.0), ("big", 1000.0)):
+        np.savez(tmp_path / f"{name}.npz", x=(raw.x * k).numpy(), lengths=raw.lengths.numpy(), y=raw.y.numpy())
+    noise = ["data.noise.kind=white", "data.noise.snr_db=5"]
+    a, b = (fit(load_config(None, [*FAST, *noise, f"data.path={tmp_path / n}.npz"])) for n in ("unit", "big"))
+    assert [r.metrics["train_loss"] for r in b.history] == pytest.approx(
+        [r.metrics["train_loss"] for r in a.history], rel=1e-4
+    )
+    assert b.metrics["test_mse"] == pytest.approx(1e6 * a.metrics["test_mse"], rel=1e-3)
+    assert b.metrics["test_mae"] == pytest.approx(1e3 * a.metrics["test_mae"], rel=1e-3)
+    assert b.metrics["test_snr_db"] == pytest.approx(a.metrics["test_snr_db"], abs=1e-3)

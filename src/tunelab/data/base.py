@@ -42,9 +42,9 @@ class SequenceData:
     ``y`` is int64 ``[N]`` (class ids), float ``[N, D]`` (regression) or float ``[N, T, C_out]``
     (seq2seq, padded like ``x``).  ``split`` marks an official split: 0 train, 1 test.
     ``extras`` holds other per-sample model inputs (a graph's adjacency, ...), passed to the
-    model as keyword arguments.  ``y_scale`` ``[D]``: regression targets were divided by it (and
-    centred) when the splits were prepared; errors are multiplied by it again for MSE and MAE, so
-    they are in the targets' own units.
+    model as keyword arguments.  ``y_scale`` ``[D]``: regression and seq2seq targets were divided
+    by it per output channel when the splits were prepared; errors are multiplied by it again for
+    MSE and MAE, so they are in the targets' own units.
     """
 
     x: Tensor

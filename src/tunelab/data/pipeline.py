@@ -16,8 +16,9 @@
    "output = input" stays the identity and SNRs are unchanged.  Other seq2seq targets get their
    own z-score; classification labels are left as they are.  Regression targets get a z-score per
    output too, so training does not depend on their units (a target in the thousands trains as
-   one near 1); each split keeps the scale (``SequenceData.y_scale``), so its MSE and MAE are
-   reported in the targets' own units, and ``tunelab export`` maps outputs back to them.
+   one near 1).  Each split keeps its targets' scale (``SequenceData.y_scale``, regression and
+   seq2seq), so its MSE and MAE are reported in the targets' own units, and ``tunelab export``
+   maps outputs back to them.
 """
 
 from __future__ import annotations
@@ -211,7 +212,8 @@ def _normalised(
     x = apply_stats(d.x, d.lengths, mean, std)
     if t_mean is None or t_std is None:
         return dataclasses.replace(d, x=x)
-    if d.y.dim() == 2:  # regression [N, D]: one step per row; metrics scale errors back by y_scale
+    # metrics multiply errors by y_scale: MSE and MAE in the targets' own units
+    if d.y.dim() == 2:  # regression [N, D]: one step per row
         y = apply_stats(d.y.float().unsqueeze(1), torch.ones_like(d.lengths), t_mean, t_std).squeeze(1)
         return dataclasses.replace(d, x=x, y=y, y_scale=t_std.clone())
-    return dataclasses.replace(d, x=x, y=apply_stats(d.y, d.lengths, t_mean, t_std))
+    return dataclasses.replace(d, x=x, y=apply_stats(d.y, d.lengths, t_mean, t_std), y_scale=t_std.clone())

@@ -99,9 +99,8 @@ def member_metrics(
         present = (support + predicted) > 0
         macro = (f1 * present).sum(1) / present.sum(1).clamp_min(1)
         return {"acc": tp.sum(1) / conf.sum((1, 2)).clamp_min(1), "f1": macro}
-    err = out.float() - y.float().unsqueeze(0)
-    if scale is not None:
-        err = err * scale.to(err)
+    diff = out.float() - y.float().unsqueeze(0)
+    err = diff * scale.to(diff) if scale is not None else diff  # in the targets' units
     if meta.task == "seq2seq":
         mask = length_mask(lengths, err.shape[2]).unsqueeze(-1).to(err.dtype)
         count = (mask.sum() * err.shape[-1]).clamp_min(1)
@@ -111,7 +110,7 @@ def member_metrics(
         }
         if x is not None and x.shape[-1] == y.shape[-1]:
             power = (y.float().square() * mask).sum((1, 2)).clamp_min(1e-12)  # [N]
-            noise = (err.square() * mask).sum((2, 3)).clamp_min(1e-12)  # [K, N]
+            noise = (diff.square() * mask).sum((2, 3)).clamp_min(1e-12)  # [K, N], in y's scale as power is
             snr = (10 * torch.log10(power / noise)).mean(1)
             base_noise = ((x.float() - y.float()).square() * mask).sum((1, 2)).clamp_min(1e-12)
             metrics["snr_db"] = snr
