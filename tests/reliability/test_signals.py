@@ -215,3 +215,33 @@ def test_a_signal_inside_a_storage_call_is_raised_when_the_call_returns() -> Non
     finally:
         signal.signal(signal.SIGINT, before)
     assert not in_storage_call(__import__("sys")._getframe())
+
+
+def test_a_signal_a_finalizer_swallowed_is_sent_again() -> None:
+    """Ctrl+C raised inside ``__del__`` (or a weakref callback the garbage collector runs) is
+    swallowed by Python; the gate sends it again, and it acts outside the finalizer."""
+    import os
+
+    from tunelab.tune.execution.signals import tell_gate
+
+    finalized: list[str] = []
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                pass
+            finalized.append("ran")
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with tell_gate() as gate:
+            assert gate is not None
+            obj = Finalized()
+            with pytest.raises(KeyboardInterrupt):
+                del obj  # the interrupt raised in __del__ is swallowed there ...
+                time.sleep(1)  # ... and raised again here
+            assert finalized == []  # __del__ was left by the first interrupt
+    finally:
+        signal.signal(signal.SIGINT, before)
