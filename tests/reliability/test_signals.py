@@ -138,7 +138,7 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
 
 def test_a_signal_while_optuna_tells_a_trial_waits_for_the_next_trial() -> None:
     """Between trials (Optuna's tell and ask) Ctrl+C is held and raised when the next trial starts
-    (Optuna's tell is not interrupt-safe); inside a trial it acts at once."""
+    (Optuna's tell is not interrupt-safe); inside a trial it acts at once, and so does a second press."""
     import os
 
     from tunelab.tune.execution.signals import tell_gate
@@ -155,6 +155,13 @@ def test_a_signal_while_optuna_tells_a_trial_waits_for_the_next_trial() -> None:
             with pytest.raises(KeyboardInterrupt):
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(0.5)
+            gate.close()
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            with pytest.raises(KeyboardInterrupt):  # a second press acts at once, even with the gate closed
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)
+            gate.open()  # nothing is held any more
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, before)
@@ -194,6 +201,14 @@ def test_a_signal_inside_a_storage_call_is_raised_when_the_call_returns() -> Non
         "    while time.monotonic() < end:\n"
         "        pass\n"
         "    return 'returned'\n"
+        "def twice():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(0.05)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    end = time.monotonic() + 0.2\n"
+        "    while time.monotonic() < end:\n"
+        "        pass\n"
+        "    return 'returned'\n"
     )
     storage_module: dict[str, object] = {"__name__": "sqlalchemy.engine.base", "os": os, "signal": signal, "time": time}
     exec(code, storage_module)  # noqa: S102  (a function whose frames read as a storage module's)
@@ -207,6 +222,9 @@ def test_a_signal_inside_a_storage_call_is_raised_when_the_call_returns() -> Non
                 time.sleep(1)  # the held signal is raised here, a few ms after the call
             assert done == ["returned"]
             done.clear()
+            with pytest.raises(KeyboardInterrupt):  # pressed twice: the second acts inside the call
+                done.append(storage_module["twice"]())  # type: ignore[operator]
+            assert done == []
             with pytest.raises(KeyboardInterrupt):  # outside a storage call it acts at once
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(1)
