@@ -53,6 +53,14 @@ def in_storage_call(frame: FrameType | None) -> bool:
     return False
 
 
+def _in_code(frame: FrameType | None, code: Any) -> bool:
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
 class TellGate:
     """``close()`` when the objective returns, ``open()`` when the next one starts: a signal in
     between is held and raised by ``open()``; one inside a storage call is held until it returns."""
@@ -72,8 +80,8 @@ class TellGate:
             self._raise(signum, frame)
         elif self.closed:
             self.held = signum
-        elif in_storage_call(frame):
-            self.held = signum
+        elif in_storage_call(frame) or _in_code(frame, TellGate.unraisable.__code__):
+            self.held = signum  # (this gate's own hook runs where an interrupt is swallowed too)
             self._send_again()
         else:
             self.held = None
