@@ -263,3 +263,31 @@ def test_a_signal_a_finalizer_swallowed_is_sent_again() -> None:
             assert finalized == []  # __del__ was left by the first interrupt
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_held_block_finishes_before_a_signal_acts() -> None:
+    """Packs ask a trial and mark it open (or tell it and mark it closed) in a ``held()`` block:
+    an interrupt waits for the block's end, so no trial is left RUNNING unseen.  Outside a gate's
+    block ``held()`` changes nothing."""
+    import os
+
+    from tunelab.tune.execution.signals import held, tell_gate
+
+    done: list[str] = []
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with tell_gate():
+            with pytest.raises(KeyboardInterrupt):
+                with held():
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.05)
+                    done.append("block")
+                done.append("after")
+            assert done == ["block"]
+        with pytest.raises(KeyboardInterrupt), held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+            done.append("no gate")
+        assert done == ["block"]
+    finally:
+        signal.signal(signal.SIGINT, before)

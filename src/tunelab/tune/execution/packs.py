@@ -32,6 +32,7 @@ from tunelab.errors import UserError
 from tunelab.results.attrs import TRIAL
 from tunelab.tune.execution.asking import BatchAsker
 from tunelab.tune.execution.objective import Objective, TrialFailed, TrialRun, _free_memory
+from tunelab.tune.execution.signals import held
 from tunelab.tune.reporting.reads import SharedReads
 
 if TYPE_CHECKING:
@@ -231,8 +232,9 @@ class _Batch:
         self.stop = False
 
     def tell(self, trial: optuna.Trial, values: Any = None, state: TrialState | None = None) -> None:
-        self.told.append(self.study.tell(trial, values, state=state))
-        self.open.pop(trial.number, None)
+        with held():  # an interrupt waits: told and no longer open, or neither
+            self.told.append(self.study.tell(trial, values, state=state))
+            self.open.pop(trial.number, None)
 
     def flush(self) -> None:
         told, self.told = self.told, []
@@ -259,10 +261,11 @@ def _run_batch(
         for _ in range(k):
             if expired():  # a slow ask (a large batch, a shared storage) must not eat the budget
                 break
-            with warnings.catch_warnings():  # Optuna's RDB heartbeat runs in optimize() only; owners.claim covers kills
+            with warnings.catch_warnings(), held():  # an interrupt waits until the asked trial is open
+                # Optuna's RDB heartbeat runs in optimize() only; owners.claim covers kills
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = asker.ask()
-            batch.open[trial.number] = trial
+                batch.open[trial.number] = trial
             try:
                 begun.append((trial, objective.begin(trial)))
             except TrialFailed:

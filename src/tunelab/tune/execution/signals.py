@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-__all__ = ["TellGate", "in_storage_call", "tell_gate"]
+__all__ = ["TellGate", "held", "in_storage_call", "tell_gate"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: the modules of a storage call: Optuna's storages and the database and server clients under them
@@ -128,6 +128,24 @@ class TellGate:
             self._raise(held, None)
 
 
+_active: TellGate | None = None  # the gate of the block running now
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """A block that a signal does not interrupt: held until it ends, then raised (packs ask and
+    tell their trials in one).  Nothing changes outside a :func:`tell_gate` block."""
+    gate = _active
+    if gate is None or gate.closed:
+        yield
+        return
+    gate.close()
+    try:
+        yield
+    finally:
+        gate.open()
+
+
 @contextmanager
 def tell_gate() -> Iterator[TellGate | None]:
     """A :class:`TellGate` for this block (None off the main thread, where signals cannot be set)."""
@@ -140,9 +158,12 @@ def tell_gate() -> Iterator[TellGate | None]:
         signal.signal(s, gate.handle)
     hook = sys.unraisablehook
     sys.unraisablehook = lambda info: gate.unraisable(hook, info)
+    global _active
+    outer, _active = _active, gate
     try:
         yield gate
     finally:
+        _active = outer
         sys.unraisablehook = hook
         for s, handler in previous.items():
             signal.signal(s, handler)
