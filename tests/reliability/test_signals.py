@@ -19,11 +19,13 @@ from tests.reliability.conftest import FIGURES
 def _as_a_terminal_job(cmd: list[str]) -> list[str]:
     """``tunelab ARGS`` taking Ctrl+C like a terminal's foreground job, also when this test run was
     started in the background (`cmd &` starts with SIGINT ignored, and tunelab keeps an ignored
-    signal ignored).  The child's own Python resets SIGINT, not a ``preexec_fn``: running Python
+    signal ignored).  The child's own Python sets Python's handler (KeyboardInterrupt), as Python
+    does at start in a terminal; SIG_DFL would kill a process that left it so (what the packs did
+    before ``tell_gate`` covered them).  Not a ``preexec_fn``: running Python
     between fork and exec in a worker where gRPC's threads live (the tracking tests load it)
     aborted the child once (SIGABRT, "epoll_wait error: Bad file descriptor")."""
     python, _, module, *args = cmd
-    reset = "import runpy, signal; signal.signal(signal.SIGINT, signal.SIG_DFL)"
+    reset = "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler)"
     return [python, "-c", f"{reset}; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)", *args]
 
 
