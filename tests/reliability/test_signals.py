@@ -85,6 +85,41 @@ def test_a_signal_fails_the_running_trial_and_resume_finishes(tmp_path: Path, si
     check_artifacts(study_dir)
 
 
+def test_ctrl_c_in_a_pack_fails_its_members_and_leaves_nothing_running(tmp_path: Path) -> None:
+    """Packs (the GPU default) under Ctrl+C: exit 130, no traceback, every unfinished member FAIL
+    "interrupted", none RUNNING (before ``held()``, 1 stress run in 30 left one), and resume ends."""
+    base = {**__import__("tests.reliability.common", fromlist=["TINY_BASE"]).TINY_BASE}
+    base["train"] = {**base["train"], "max_epochs": 40}
+    cfg = study_file(tmp_path / "study.yaml", base=base, pruner="none", budget={"n_trials": 6})
+    runs, name = tmp_path / "runs", "pack"
+    args = ["tune", "-c", str(cfg), "--study-name", name, "--save-dir", str(runs), "--no-report", "--pack-size", "2"]
+    proc = subprocess.Popen(
+        _as_a_terminal_job(cli_cmd(*args)),
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for("trials/*/metrics.jsonl", runs / name, 1, proc)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in out, out[-3000:]
+    trials = trials_of(runs / "tunelab.db", name)
+    assert "RUNNING" not in [t.state.name for t in trials]
+    assert any(t.state.name == "FAIL" and t.user_attrs.get("reason") == "interrupted" for t in trials)
+    remaining = 6 - sum(t.state.name in FINISHED for t in trials)
+    done = run_cli(*args, "--resume", "--trials", str(remaining), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    states = [t.state.name for t in trials_of(runs / "tunelab.db", name)]
+    assert sum(s in FINISHED for s in states) == 6 and "RUNNING" not in states, states
+
+
 def _children(pid: int) -> list[int]:
     return [int(c) for f in Path(f"/proc/{pid}/task").glob("*/children") for c in f.read_text().split()]
 
