@@ -114,10 +114,11 @@ def main() -> None:
                 bad[problem] = bad.get(problem, 0) + 1
                 print(f"{mode} run {i}: {problem} ({folder})", flush=True)
         rows.append((mode, args.runs, bad))
+    src = "" if args.src == ROOT / "src" else f" --src {args.src}"
     rev = subprocess.run(["git", "-C", str(args.src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     text = (
         f"## Ctrl+C at random moments ({time.strftime('%Y-%m-%d %H:%M')}, tunelab at {rev.stdout.strip() or args.src})\n\n"
-        f"`python benchmarks/interrupts.py --runs {args.runs} --max-delay {args.max_delay}`: each run interrupts a"
+        f"`python benchmarks/interrupts.py --runs {args.runs} --max-delay {args.max_delay}{src}`: each run interrupts a"
         f" tiny 8-trial study 0-{args.max_delay:g} s after its first epoch; it must exit 130, print no traceback and"
         " leave no trial RUNNING.\n\n| mode | runs | clean | what went wrong |\n|---|---:|---:|---|\n"
     )

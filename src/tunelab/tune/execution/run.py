@@ -172,7 +172,7 @@ def _run_here(
         from tunelab.tune.execution.packs import run_packs
 
         device = str(p.space.base.get("device", "auto"))
-        with tell_gate():  # never closed: it only keeps an interrupt out of storage calls
+        with tell_gate():  # keeps an interrupt out of storage calls, and of asks and tells (signals.held)
             run_packs(study, objective, p.pack_size, p.n_trials, timeout, told, device=device, pending=pending)
         return
 
