@@ -37,13 +37,17 @@ def _wait_for(path_glob: str, root: Path, count: int, proc: subprocess.Popen[str
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_fails_the_running_trial_and_resume_finishes(tmp_path: Path, sig: signal.Signals, code: int) -> None:
+def _interrupted(
+    tmp_path: Path, name: str, n_trials: int, wait_for: str, sig: signal.Signals, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[str], str, Path, list[str]]:
+    """A tiny study of ``n_trials`` (40 epochs a trial: long enough to be caught mid-training),
+    run as a terminal's job and sent ``sig`` 0.3 s after ``wait_for`` appears in its directory:
+    (the ended process, its output, the runs folder, the CLI arguments to resume it with)."""
     base = {**__import__("tests.reliability.common", fromlist=["TINY_BASE"]).TINY_BASE}
-    base["train"] = {**base["train"], "max_epochs": 40}  # long enough to be caught mid-training
-    cfg = study_file(tmp_path / "study.yaml", base=base, pruner="none", budget={"n_trials": 4})
-    runs, name = tmp_path / "runs", "sig"
-    args = ["tune", "-c", str(cfg), "--study-name", name, "--save-dir", str(runs), "--no-report"]
+    base["train"] = {**base["train"], "max_epochs": 40}
+    cfg = study_file(tmp_path / "study.yaml", base=base, pruner="none", budget={"n_trials": n_trials})
+    runs = tmp_path / "runs"
+    args = ["tune", "-c", str(cfg), "--study-name", name, "--save-dir", str(runs), "--no-report", *extra]
     proc = subprocess.Popen(
         _as_a_terminal_job(cli_cmd(*args)),
         cwd=tmp_path,
@@ -53,13 +57,20 @@ def test_a_signal_fails_the_running_trial_and_resume_finishes(tmp_path: Path, si
         text=True,
     )
     try:
-        _wait_for("trials/1-*/metrics.jsonl", runs / name, 1, proc)  # trial 0 done, trial 1 training
+        _wait_for(wait_for, runs / name, 1, proc)
         time.sleep(0.3)
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
+    return proc, out, runs, args
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_fails_the_running_trial_and_resume_finishes(tmp_path: Path, sig: signal.Signals, code: int) -> None:
+    name = "sig"
+    proc, out, runs, args = _interrupted(tmp_path, name, 4, "trials/1-*/metrics.jsonl", sig)  # in trial 1
     assert proc.returncode == code, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
     FIGURES["signals"] += 1
@@ -88,27 +99,10 @@ def test_a_signal_fails_the_running_trial_and_resume_finishes(tmp_path: Path, si
 def test_ctrl_c_in_a_pack_fails_its_members_and_leaves_nothing_running(tmp_path: Path) -> None:
     """Packs (the GPU default) under Ctrl+C: exit 130, no traceback, every unfinished member FAIL
     "interrupted", none RUNNING (before ``held()``, 1 stress run in 30 left one), and resume ends."""
-    base = {**__import__("tests.reliability.common", fromlist=["TINY_BASE"]).TINY_BASE}
-    base["train"] = {**base["train"], "max_epochs": 40}
-    cfg = study_file(tmp_path / "study.yaml", base=base, pruner="none", budget={"n_trials": 6})
-    runs, name = tmp_path / "runs", "pack"
-    args = ["tune", "-c", str(cfg), "--study-name", name, "--save-dir", str(runs), "--no-report", "--pack-size", "2"]
-    proc = subprocess.Popen(
-        _as_a_terminal_job(cli_cmd(*args)),
-        cwd=tmp_path,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    name = "pack"
+    proc, out, runs, args = _interrupted(
+        tmp_path, name, 6, "trials/*/metrics.jsonl", signal.SIGINT, ("--pack-size", "2")
     )
-    try:
-        _wait_for("trials/*/metrics.jsonl", runs / name, 1, proc)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130 and "Traceback" not in out, out[-3000:]
     trials = trials_of(runs / "tunelab.db", name)
     assert "RUNNING" not in [t.state.name for t in trials]
