@@ -212,8 +212,8 @@ def _normalised(
     x = apply_stats(d.x, d.lengths, mean, std)
     if t_mean is None or t_std is None:
         return dataclasses.replace(d, x=x)
-    # metrics multiply errors by y_scale: MSE and MAE in the targets' own units
     if d.y.dim() == 2:  # regression [N, D]: one step per row
         y = apply_stats(d.y.float().unsqueeze(1), torch.ones_like(d.lengths), t_mean, t_std).squeeze(1)
-        return dataclasses.replace(d, x=x, y=y, y_scale=t_std.clone())
-    return dataclasses.replace(d, x=x, y=apply_stats(d.y, d.lengths, t_mean, t_std), y_scale=t_std.clone())
+    else:
+        y = apply_stats(d.y, d.lengths, t_mean, t_std)
+    return dataclasses.replace(d, x=x, y=y, y_scale=t_std.clone())  # metrics multiply errors by it again

@@ -43,19 +43,12 @@ _STORAGE_MODULES = ("optuna.storages", "sqlalchemy", "sqlite3", "psycopg", "psyc
 RETRY_S = 0.005  # how soon a signal held inside a storage call is looked at again
 
 
-def in_storage_call(frame: FrameType | None) -> bool:
-    """Whether ``frame`` (the one a signal interrupted) runs inside a storage call."""
+def in_storage_call(frame: FrameType | None, also: Any = None) -> bool:
+    """Whether ``frame`` (the one a signal interrupted) runs inside a storage call (or inside the
+    function whose code object is ``also``)."""
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
-        if any(name == m or name.startswith(m + ".") for m in _STORAGE_MODULES):
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _in_code(frame: FrameType | None, code: Any) -> bool:
-    while frame is not None:
-        if frame.f_code is code:
+        if frame.f_code is also or any(name == m or name.startswith(m + ".") for m in _STORAGE_MODULES):
             return True
         frame = frame.f_back
     return False
@@ -80,7 +73,7 @@ class TellGate:
             self._raise(signum, frame)
         elif self.closed:
             self.held = signum
-        elif in_storage_call(frame) or _in_code(frame, TellGate.unraisable.__code__):
+        elif in_storage_call(frame, also=TellGate.unraisable.__code__):
             self.held = signum  # (this gate's own hook runs where an interrupt is swallowed too)
             self._send_again()
         else:
